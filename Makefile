@@ -1,0 +1,38 @@
+# Two commands on a fresh machine (only python3 >= 3.11 on PATH):
+#   make demo   the main job (today: validate and summarise the claims registry; see README)
+#   make test   the test suite on CPU, with 8 fake XLA devices so sharding is real
+# Each target creates .venv and installs the pinned requirements when they are missing or changed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow clean
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: $(PYTHON) is older than 3.11; install Python 3.11+ or run 'make PYTHON=python3.11 ...'"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$(PYTHON) -m venv' failed; install the venv module (Debian/Ubuntu: apt-get install python3-venv) and rerun"; exit 1; }
+
+# Stamps record which requirement files are installed; editing a file reinstalls.
+$(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@ $(VENV)/.runtime-installed
+
+demo: $(VENV)/.runtime-installed
+	$(PY) -m data_gen.claims validate --strict
+
+test: $(VENV)/.dev-installed
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.dev-installed
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache
