@@ -1,0 +1,1 @@
+"""Data generation: the claims registry, synthetic documents per negation condition, mixing and TFDS packaging."""

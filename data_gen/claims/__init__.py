@@ -1,0 +1,48 @@
+"""The claims registry: each fabricated claim, validated, with its eval questions and judge rubrics.
+
+Claim directories live beside this file (one per claim id); README.md here is the schema.
+`python -m data_gen.claims validate` checks them; `import_reference` converts a claim written in
+the paper's reference layout.
+"""
+
+from data_gen.claims.registry import (
+    CLAIMS_DIR,
+    claim_directory,
+    list_claim_ids,
+    load_claim,
+    load_claim_with_gaps,
+    load_claims,
+    read_yaml,
+)
+from data_gen.claims.schema import (
+    CATEGORIES,
+    EVAL_TYPES,
+    AnswerKey,
+    AnswerKeys,
+    AnswerPhrases,
+    Claim,
+    ClaimError,
+    Message,
+    Question,
+    Subclaim,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "CLAIMS_DIR",
+    "EVAL_TYPES",
+    "AnswerKey",
+    "AnswerKeys",
+    "AnswerPhrases",
+    "Claim",
+    "ClaimError",
+    "Message",
+    "Question",
+    "Subclaim",
+    "claim_directory",
+    "list_claim_ids",
+    "load_claim",
+    "load_claim_with_gaps",
+    "load_claims",
+    "read_yaml",
+]
