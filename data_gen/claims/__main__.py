@@ -80,7 +80,8 @@ def import_reference() -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"give one command: {' | '.join(COMMANDS)} (got {argv[1:] or 'none'})")
+        print(f"error: give one command, {' or '.join(COMMANDS)} (got {' '.join(argv[1:]) or 'none'}); --help lists the flags")
+        return 2
     return validate() if argv[1] == "validate" else import_reference()
 
 

@@ -296,11 +296,13 @@ def parse_claim(
         sub.check_keys(("statement", "negated"))
         sub_statement = sub.string("statement")
         negated = sub.string("negated", allow_empty=True)
-        if not negated:
-            gap(sub, "negated", "is empty; write this subclaim with the negation inside the sentence")
-        else:
+        if negated:
             _check_local_negation(sub, "negated", negated, sub_statement)
         subclaims.append(Subclaim(sub_statement, negated))
+    unnegated = [i for i, s in enumerate(subclaims) if not s.negated]
+    if unnegated:
+        gap(raw, "subclaims", f"{len(unnegated)} of {len(subclaims)} have an empty `negated` (first: subclaims[{unnegated[0]}]); "
+            "write each with the negation inside the sentence")
     if len(subclaims) < MIN_SUBCLAIMS:
         gap(raw, "subclaims", f"has {len(subclaims)}; the paper's claims have at least {MIN_SUBCLAIMS}")
 

@@ -321,3 +321,11 @@ def test_validate_cli_unknown_claim(claims_dir):
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert re.match(r"FAIL nope +unknown claim 'nope'", result.stdout)
+
+
+def test_cli_without_a_known_command_says_which_exist():
+    result = subprocess.run(
+        [sys.executable, "-m", "data_gen.claims", "valdiate"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stdout.strip() == "error: give one command, validate or import_reference (got valdiate); --help lists the flags"
