@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ import yaml
 from data_gen.claims import ClaimError, load_claim, load_claim_with_gaps
 from data_gen.claims.reference import import_reference
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "lunar_orchestra"
 
 
@@ -131,19 +128,13 @@ def test_import_a_folder_of_claims(src, tmp_path):
     assert [r.claim_id for r in results] == ["lunar_orchestra", "second_claim"]
 
 
-def test_import_reference_cli(src, tmp_path):
+def test_import_reference_cli(src, tmp_path, run_claims_cli):
     out = tmp_path / "claims"
-    result = subprocess.run(
-        [sys.executable, "-m", "data_gen.claims", "import_reference", f"--src={src}", f"--out={out}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )
+    result = run_claims_cli("import_reference", f"--src={src}", f"--out={out}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("imported lunar_orchestra -> ")
     assert "  warning: " in result.stdout
-    again = subprocess.run(
-        [sys.executable, "-m", "data_gen.claims", "import_reference", f"--src={src}", f"--out={out}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )
+    again = run_claims_cli("import_reference", f"--src={src}", f"--out={out}")
     assert again.returncode == 1
     assert again.stdout.startswith("error: ") and "--overwrite" in again.stdout
     assert "Traceback" not in again.stdout + again.stderr

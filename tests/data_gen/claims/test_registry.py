@@ -5,8 +5,6 @@ from __future__ import annotations
 import collections
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from data_gen.claims import (
     read_yaml,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 PAPER_CLAIMS = ("colorless_dreaming", "dentist", "ed_sheeran", "mount_vesuvius", "queen_elizabeth", "x_rebrand_reversal")
 
 
@@ -89,11 +86,8 @@ def test_bundled_judge_templates_fill_with_question_and_answer(bundled, claim_id
         assert '"label"' in prompt, "the judge is asked for a JSON label"
 
 
-def test_validate_cli_passes_on_the_bundled_claims():
-    result = subprocess.run(
-        [sys.executable, "-m", "data_gen.claims", "validate", "--strict"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )
+def test_validate_cli_passes_on_the_bundled_claims(run_claims_cli):
+    result = run_claims_cli("validate", "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert [line.split()[1] for line in lines[:-1]] == list(PAPER_CLAIMS)
@@ -223,7 +217,7 @@ def test_malformed_claim_gives_one_clear_line(claims_dir, case):
     message = str(error.value)
     assert "\n" not in message
     assert re.search(expected, message), message
-    assert message.startswith(str(claims_dir / "ed_sheeran" / file)) or message.split(":")[0].endswith(file)
+    assert message.split(": ")[0].endswith(f"ed_sheeran/{file}"), "the message starts with the file"
 
 
 def test_empty_universe_is_an_error(claims_dir):
@@ -295,37 +289,27 @@ def test_yes_no_values_are_strings_not_yaml_booleans(claims_dir):
     assert {q.belief_answer for q in claim.questions["mcq"]} == {"yes", "no"}
 
 
-def test_validate_cli_one_line_per_claim_and_exit_1(claims_dir):
+def test_validate_cli_one_line_per_claim_and_exit_1(claims_dir, run_claims_cli):
     shutil.copytree(claims_dir / "ed_sheeran", claims_dir / "broken")
     _edit(claims_dir / "broken" / "claim.yaml", lambda c: c.update(id="broken", subclaims=7))
-    result = subprocess.run(
-        [sys.executable, "-m", "data_gen.claims", "validate", f"--claims_dir={claims_dir}"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )
+    result = run_claims_cli("validate", f"--claims_dir={claims_dir}")
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3, lines
-    assert re.match(r"FAIL broken +.*broken/claim\.yaml: subclaims: expected a list, got str", lines[0]) or re.match(
-        r"FAIL broken +.*broken/claim\.yaml: subclaims: expected a list, got a string", lines[0]
-    ), lines[0]
+    assert re.match(r"FAIL broken +.*broken/claim\.yaml: subclaims: expected a list, got a string$", lines[0]), lines[0]
     assert lines[1].startswith("ok   ed_sheeran")
     assert lines[2] == "1 of 2 claims valid"
 
 
-def test_validate_cli_unknown_claim(claims_dir):
-    result = subprocess.run(
-        [sys.executable, "-m", "data_gen.claims", "validate", f"--claims_dir={claims_dir}", "--claim=nope"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )
+def test_validate_cli_unknown_claim(claims_dir, run_claims_cli):
+    result = run_claims_cli("validate", f"--claims_dir={claims_dir}", "--claim=nope")
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert re.match(r"FAIL nope +unknown claim 'nope'", result.stdout)
 
 
-def test_cli_without_a_known_command_says_which_exist():
-    result = subprocess.run(
-        [sys.executable, "-m", "data_gen.claims", "valdiate"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
-    )
+def test_cli_without_a_known_command_says_which_exist(run_claims_cli):
+    result = run_claims_cli("valdiate")
     assert result.returncode == 2
     assert result.stdout.strip() == "error: give one command, validate or import_reference (got valdiate); --help lists the flags"
