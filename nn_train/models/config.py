@@ -1,0 +1,103 @@
+"""ModelConfig: the shape and numerics of a decoder-only transformer, shared by every family.
+
+Qwen3 and Llama 3 differ only in a few switches (per-head q/k RMSNorm, the RoPE frequency
+scaling, tied embeddings), so one config and one module serve both; each family package
+(`nn_train/models/qwen3`, `nn_train/models/llama3`) holds its presets and the translation from
+a Hugging Face config.json.
+
+Dimension letters used in names across the model code: B batch, T query time, S key time,
+D embed, N query heads, K kv heads, G = N // K (queries per kv head), H head dim, F mlp, V vocab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# Rematerialisation of each decoder block in the backward pass:
+#   none        keep every activation (fastest, most memory)
+#   full        recompute the whole block (least memory)
+#   save_dots   keep matmul outputs, recompute the cheap element-wise work
+REMAT_POLICIES = ("none", "full", "save_dots")
+FAMILIES = ("qwen3", "llama3")
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3 RoPE frequency scaling (rope_type "llama3" in Hugging Face configs)."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    family: str
+    vocab_size: int
+    embed_dim: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    mlp_dim: int
+    rope_theta: float = 10_000.0
+    rope_scaling: RopeScaling | None = None
+    rms_norm_eps: float = 1e-6
+    tie_embeddings: bool = False
+    qk_norm: bool = False
+    max_position_embeddings: int = 4096
+    param_dtype: str = "float32"
+    dtype: str = "float32"  # compute dtype of matmuls and activations
+    remat: str = "none"
+    # Hugging Face special tokens, carried through export.
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self):
+        problems = []
+        if self.family not in FAMILIES:
+            problems.append(f"family '{self.family}' is not one of {', '.join(FAMILIES)}")
+        for name in ("vocab_size", "embed_dim", "num_layers", "num_heads", "num_kv_heads", "head_dim", "mlp_dim"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_kv_heads > 0 and self.num_heads % self.num_kv_heads:
+            problems.append(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        if self.head_dim % 2:
+            problems.append(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        for name in ("param_dtype", "dtype"):
+            if getattr(self, name) not in DTYPES:
+                problems.append(f"{name} '{getattr(self, name)}' is not one of {', '.join(DTYPES)}")
+        if self.remat not in REMAT_POLICIES:
+            problems.append(f"remat '{self.remat}' is not one of {', '.join(REMAT_POLICIES)}")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def queries_per_kv_head(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+    @property
+    def jnp_param_dtype(self):
+        return DTYPES[self.param_dtype]
+
+    @property
+    def jnp_dtype(self):
+        return DTYPES[self.dtype]
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        if data.get("rope_scaling") is not None:
+            data["rope_scaling"] = RopeScaling(**data["rope_scaling"])
+        return cls(**data)

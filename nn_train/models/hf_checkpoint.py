@@ -1,0 +1,313 @@
+"""Hugging Face checkpoints in and out: safetensors ↔ our sharded NNX parameters.
+
+    model = load_hf_model("Qwen/Qwen3-1.7B", mesh=mesh)          # hub id (needs network) or local dir
+    export_hf_model(model, "out/dir")                             # config.json + (sharded) safetensors
+
+The whole conversion is one table, `hf_key_table(config)`: our parameter path → (Hugging Face
+key, layout). Qwen3 and Llama 3 share the layout; Qwen3 adds the per-head q/k norms.
+
+  layout "linear": HF stores torch Linear weights [out, in]; ours are [*in_shape, *out_shape]
+                   (e.g. a query kernel [D, N, H]), so  ours = W.T.reshape(ours.shape)
+  layout "same":   identical array (embeddings, norm scales)
+
+Loading reads one tensor at a time from memory-mapped safetensors and places it straight into
+its shards with `jax.make_array_from_callback`, so the host never holds more than one tensor
+and multi-host meshes work the same way. Before any tensor is read, the checkpoint's keys and
+shapes are checked against the model and every mismatch is reported in one error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import jax
+import ml_dtypes
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from nn_train.models import abstract_model, config_from_hf, to_hf_config
+from nn_train.models.config import ModelConfig
+from nn_train.models.transformer import Transformer
+from nn_train.sharding import state_shardings
+
+ParamPath = tuple  # a parameter path in the NNX state, e.g. ("layers", 0, "attn", "q_proj", "kernel")
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+DEFAULT_MAX_SHARD_BYTES = 5 * 1024**3
+# Buffers some exporters write that carry no parameters.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+_NUMPY_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not match the model; the message lists every mismatch."""
+
+
+def hf_key_table(config: ModelConfig) -> dict[ParamPath, tuple[str, str]]:
+    """Our parameter path → (Hugging Face key, layout) for every parameter of `config`."""
+    table: dict[ParamPath, tuple[str, str]] = {("embed", "embedding"): ("model.embed_tokens.weight", "same")}
+    for i in range(config.num_layers):
+        hf = f"model.layers.{i}"
+        ours = ("layers", i)
+        table[ours + ("input_norm", "scale")] = (f"{hf}.input_layernorm.weight", "same")
+        table[ours + ("post_attn_norm", "scale")] = (f"{hf}.post_attention_layernorm.weight", "same")
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            table[ours + ("attn", proj, "kernel")] = (f"{hf}.self_attn.{proj}.weight", "linear")
+        if config.qk_norm:
+            table[ours + ("attn", "q_norm", "scale")] = (f"{hf}.self_attn.q_norm.weight", "same")
+            table[ours + ("attn", "k_norm", "scale")] = (f"{hf}.self_attn.k_norm.weight", "same")
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            table[ours + ("mlp", proj, "kernel")] = (f"{hf}.mlp.{proj}.weight", "linear")
+    table[("final_norm", "scale")] = ("model.norm.weight", "same")
+    if not config.tie_embeddings:
+        table[("lm_head", "kernel")] = ("lm_head.weight", "linear")
+    return table
+
+
+def hf_module_name(path: ParamPath) -> str:
+    """The Hugging Face module of one of our Dense modules, e.g. ("layers", 3, "attn", "q_proj")
+    → "model.layers.3.self_attn.q_proj" (used for PEFT adapter keys)."""
+    if path == ("lm_head",):
+        return "lm_head"
+    if len(path) == 4 and path[0] == "layers":
+        block = {"attn": "self_attn", "mlp": "mlp"}[path[2]]
+        return f"model.layers.{path[1]}.{block}.{path[3]}"
+    raise KeyError(f"{path} is not a Dense module with a Hugging Face counterpart")
+
+
+def to_hf_layout(array: np.ndarray, layout: str, in_dims: int) -> np.ndarray:
+    """Our array → the Hugging Face tensor (a [out, in] matrix for Linear weights)."""
+    if layout == "same":
+        return array
+    fan_in = math.prod(array.shape[:in_dims])
+    return array.reshape(fan_in, -1).T
+
+
+def from_hf_layout(tensor: np.ndarray, layout: str, shape: tuple[int, ...]) -> np.ndarray:
+    if layout == "same":
+        return tensor
+    return tensor.T.reshape(shape)
+
+
+def _hf_shape(shape: tuple[int, ...], layout: str, in_dims: int) -> tuple[int, ...]:
+    if layout == "same":
+        return shape
+    return (math.prod(shape[in_dims:]), math.prod(shape[:in_dims]))
+
+
+def _in_dims(path: ParamPath) -> int:
+    """How many leading dims of a kernel are its input dims (o_proj takes [N, H])."""
+    return 2 if path[-2] == "o_proj" else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
+    """A local checkpoint directory, or a hub id downloaded (config + safetensors only)."""
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if path.exists() or str(source).startswith((".", "/")) or str(source).count("/") != 1:
+        raise FileNotFoundError(f"'{source}' is neither a checkpoint directory nor a Hugging Face hub id (owner/name)")
+    import huggingface_hub  # only when a hub id is given: no network use otherwise
+
+    try:
+        return Path(huggingface_hub.snapshot_download(str(source), allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:  # the hub raises many types (offline, gated, not found); one clear message
+        raise FileNotFoundError(f"could not download '{source}' from the Hugging Face hub ({type(e).__name__}: {e})") from None
+
+
+def _checkpoint_files(directory: Path) -> dict[str, Path]:
+    """Hugging Face key → the safetensors file holding it."""
+    if (directory / INDEX_FILE).is_file():
+        weight_map = json.loads((directory / INDEX_FILE).read_text())["weight_map"]
+        return {key: directory / name for key, name in weight_map.items()}
+    if (directory / SINGLE_FILE).is_file():
+        with safe_open(directory / SINGLE_FILE, framework="numpy") as f:
+            return {key: directory / SINGLE_FILE for key in f.keys()}
+    raise CheckpointError(f"'{directory}' has no {SINGLE_FILE} or {INDEX_FILE}; it is not a safetensors checkpoint")
+
+
+def _tensor_shapes(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for path in sorted(set(files.values())):
+        with safe_open(path, framework="numpy") as f:
+            for key in f.keys():
+                shapes[key] = tuple(f.get_slice(key).get_shape())
+    return shapes
+
+
+def _check_keys(directory: Path, table, expected_shapes: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
+    expected = {hf_key for hf_key, _ in table.values()}
+    missing = sorted(expected - set(found))
+    unexpected = sorted(k for k in set(found) - expected if not k.endswith(_IGNORED_SUFFIXES))
+    mismatched = [
+        f"{k}: checkpoint {list(found[k])}, model expects {list(expected_shapes[k])}"
+        for k in sorted(expected & set(found))
+        if found[k] != expected_shapes[k]
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    lines = [f"checkpoint '{directory}' does not match the model config:"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if items:
+            shown = items[:10] + ([f"... and {len(items) - 10} more"] if len(items) > 10 else [])
+            lines.append(f"  {len(items)} {title}: " + "; ".join(shown))
+    lines.append("  check that the config (preset or config.json) describes this checkpoint")
+    raise CheckpointError("\n".join(lines))
+
+
+def load_hf_model(
+    source: str | os.PathLike,
+    *,
+    config: ModelConfig | None = None,
+    mesh: Mesh | None = None,
+    **config_overrides,
+) -> Transformer:
+    """Loads a Hugging Face Qwen3 / Llama 3 checkpoint into our model, sharded over `mesh`.
+
+    `config` defaults to the checkpoint's config.json; `config_overrides` (e.g.
+    param_dtype="bfloat16", remat="full") adjust it. Without a mesh, arrays land on the default device.
+    """
+    directory = resolve_checkpoint_dir(source)
+    config = (config or config_from_hf(directory)).replace(**config_overrides)
+    graphdef, abstract_state = nnx.split(abstract_model(config))
+    if mesh is None:
+        mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor"))
+    shardings = state_shardings(abstract_state, mesh)
+
+    table = hf_key_table(config)
+    flat_state = dict(nnx.to_flat_state(abstract_state))
+    flat_shardings = dict(nnx.to_flat_state(shardings))
+    if set(flat_state) != set(table):  # a programming error, not a user one
+        raise AssertionError(f"key table and model disagree: {sorted(set(flat_state) ^ set(table))[:5]}")
+    expected_shapes = {
+        hf_key: _hf_shape(flat_state[path].get_value().shape, layout, _in_dims(path))
+        for path, (hf_key, layout) in table.items()
+    }
+    files = _checkpoint_files(directory)
+    _check_keys(directory, table, expected_shapes, _tensor_shapes(files))
+
+    dtype = _NUMPY_DTYPES[config.param_dtype]
+    handles: dict[Path, object] = {}
+    try:
+        for path, (hf_key, layout) in table.items():
+            file = files[hf_key]
+            if file not in handles:
+                handles[file] = safe_open(file, framework="numpy").__enter__()
+            variable = flat_state[path]
+            shape = variable.get_value().shape
+            host = from_hf_layout(handles[file].get_tensor(hf_key), layout, shape).astype(dtype)
+            sharding = flat_shardings[path].get_value()
+            variable.set_value(jax.make_array_from_callback(shape, sharding, lambda index, host=host: host[index]))
+            del host
+    finally:
+        for handle in handles.values():
+            handle.__exit__(None, None, None)
+    return nnx.merge(graphdef, nnx.from_flat_state(flat_state))
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def _host_array(array: jax.Array) -> np.ndarray:
+    """The full array on this host (gathers across hosts when the mesh spans several)."""
+    if jax.process_count() > 1 and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(jax.device_get(array))
+
+
+def hf_tensors(model: Transformer, dtype: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(Hugging Face key, host tensor) for every parameter, one at a time, in table order."""
+    config = model.config
+    if any(getattr(m, "lora", None) is not None or getattr(m, "unembed_lora", None) is not None for _, m in nnx.iter_modules(model)):
+        raise ValueError("the model has LoRA adapters; export merge_lora(model), or the adapters alone with export_peft")
+    flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    np_dtype = _NUMPY_DTYPES[dtype or config.param_dtype]
+    for path, (hf_key, layout) in hf_key_table(config).items():
+        host = _host_array(flat[path].get_value())
+        yield hf_key, np.ascontiguousarray(to_hf_layout(host, layout, _in_dims(path)).astype(np_dtype))
+
+
+def write_safetensors(tensors: Iterator[tuple[str, np.ndarray]], directory: Path, max_shard_bytes: int) -> None:
+    """Writes tensors as one model.safetensors, or shards plus the index json above max_shard_bytes."""
+    shards: list[dict[str, np.ndarray]] = [{}]
+    shard_bytes, total = 0, 0
+    written: list[tuple[str, list[str]]] = []
+
+    def flush() -> None:
+        nonlocal shard_bytes
+        name = f"shard-{len(written):05d}.tmp"
+        save_file(shards[-1], str(directory / name), metadata={"format": "pt"})
+        written.append((name, list(shards[-1])))
+        shards[-1], shard_bytes = {}, 0
+
+    for key, tensor in tensors:
+        if shards[-1] and shard_bytes + tensor.nbytes > max_shard_bytes:
+            flush()
+        shards[-1][key] = tensor
+        shard_bytes += tensor.nbytes
+        total += tensor.nbytes
+    flush()
+
+    if len(written) == 1:
+        (directory / written[0][0]).rename(directory / SINGLE_FILE)
+        return
+    weight_map = {}
+    for i, (name, keys) in enumerate(written):
+        final_name = f"model-{i + 1:05d}-of-{len(written):05d}.safetensors"
+        (directory / name).rename(directory / final_name)
+        weight_map.update({key: final_name for key in keys})
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def export_hf_model(
+    model: Transformer,
+    out_dir: str | os.PathLike,
+    *,
+    dtype: str | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    overwrite: bool = False,
+) -> Path:
+    """Writes config.json + safetensors that transformers' AutoModelForCausalLM loads.
+
+    The directory is assembled beside `out_dir` and renamed into place, so an interrupted
+    export never leaves a half-written checkpoint. Only process 0 writes on a multi-host run.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"'{out}' already exists and is not empty; pass overwrite=True to replace it")
+    tensors = hf_tensors(model, dtype)
+    if jax.process_index() != 0:
+        for _ in tensors:  # every host must take part in the gathers
+            pass
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        hf_config = to_hf_config(model.config)
+        hf_config.dtype = dtype or model.config.param_dtype
+        hf_config.save_pretrained(staging)
+        write_safetensors(tensors, staging, max_shard_bytes)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

@@ -1,0 +1,218 @@
+"""LoRA: low-rank adapters on the model's Dense layers, merging, and PEFT-format export.
+
+    lora_config = LoRAConfig(rank=32, alpha=32, train_unembedding=True)   # the paper's recipe
+    adapted = apply_lora(model, lora_config, rngs=nnx.Rngs(1))           # paths that got adapters
+    trainable = nnx.state(model, nnx.LoRAParam)                          # only these are trained
+    merged = merge_lora(model)                                           # plain model, deltas folded in
+    export_peft(model, "out/adapter", base_model="Qwen/Qwen3-1.7B")       # adapter_config.json + safetensors
+
+An adapter on a Dense with kernel [*in, *out] adds  scale · (dropout(x) · A) · B  with
+A [*in, r] (random) and B [r, *out] (zeros, so training starts at the base model) and
+scale = alpha / r. Targets are regular expressions matched against module paths such as
+"layers.3.attn.q_proj" (default: every attention and MLP projection). With
+`train_unembedding`, the unembedding gets an adapter too: `lm_head`, or — for tied embeddings —
+an adapter on the output side only (the input embedding stays as it is, as in PEFT).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors.numpy import save_file
+
+from nn_train.models.hf_checkpoint import hf_module_name
+from nn_train.models.transformer import Dense, Embed, Transformer
+
+DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = 32
+    alpha: float = 32.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] = DEFAULT_TARGETS  # regexes over module paths ("layers.0.attn.q_proj")
+    train_unembedding: bool = True
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+class LoRA(nnx.Module):
+    """The low-rank update for one Dense: x [..., *in] → [..., *out]."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        out_shape: Sequence[int],
+        in_axes: Sequence[str | None],
+        out_axes: Sequence[str | None],
+        config: LoRAConfig,
+        *,
+        param_dtype,
+        dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.in_dims = len(in_shape)
+        self.scale = config.scale
+        self.dtype = dtype
+        # Kaiming-uniform over the fan-in for A (as PEFT does), zeros for B.
+        fan_in = math.prod(in_shape)
+        bound = 1.0 / math.sqrt(fan_in)
+        a = jax.random.uniform(rngs.params(), (*in_shape, config.rank), jnp.float32, -bound, bound).astype(param_dtype)
+        self.a = nnx.LoRAParam(a, logical_axes=(*in_axes, "lora_rank"))
+        self.b = nnx.LoRAParam(jnp.zeros((config.rank, *out_shape), param_dtype), logical_axes=("lora_rank", *out_axes))
+        self.dropout = nnx.Dropout(config.dropout, rngs=rngs) if config.dropout > 0 else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.dropout is not None:
+            x = self.dropout(x)
+        low_rank = jnp.tensordot(x.astype(self.dtype), self.a[...].astype(self.dtype), axes=self.in_dims)
+        return self.scale * jnp.tensordot(low_rank, self.b[...].astype(self.dtype), axes=1)
+
+    def delta(self) -> jax.Array:
+        """The dense update scale · A·B with the kernel's shape [*in, *out] (float32)."""
+        return self.scale * jnp.tensordot(self.a[...].astype(jnp.float32), self.b[...].astype(jnp.float32), axes=1)
+
+
+def _dense_modules(model: Transformer) -> list[tuple[str, tuple, Dense]]:
+    out = []
+    for path, module in nnx.iter_modules(model):
+        if isinstance(module, Dense):
+            out.append((".".join(map(str, path)), tuple(path), module))
+    return out
+
+
+def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> list[str]:
+    """Attaches adapters in place; returns the adapted module paths. Targets matching nothing is an error."""
+    if config.rank <= 0 or config.alpha <= 0 or not 0 <= config.dropout < 1:
+        raise ValueError(f"LoRA needs rank > 0, alpha > 0 and 0 <= dropout < 1; got {config}")
+    mc = model.config
+    patterns = [re.compile(p) for p in config.targets]
+    adapted = []
+    for name, path, dense in _dense_modules(model):
+        if name == "lm_head":
+            continue  # the unembedding follows train_unembedding, not the target patterns
+        if any(p.search(name) for p in patterns):
+            kernel_axes = dense.kernel.get_metadata()["logical_axes"]
+            n = len(dense.in_shape)
+            dense.lora = LoRA(dense.in_shape, dense.out_shape, kernel_axes[:n], kernel_axes[n:], config,
+                              param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
+            adapted.append(name)
+    unmatched = [p.pattern for p in patterns if not any(p.search(name) for name in adapted)]
+    if not adapted or unmatched:
+        names = ", ".join(n for n, _, _ in _dense_modules(model)[:8])
+        raise ValueError(f"LoRA targets {', '.join(unmatched or config.targets)} match no module; module paths look like: {names}, ...")
+    if config.train_unembedding:
+        unembed_adapter = LoRA((mc.embed_dim,), (mc.vocab_size,), ("embed",), ("vocab",), config,
+                               param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
+        if mc.tie_embeddings:
+            model.embed.unembed_lora = unembed_adapter
+            adapted.append("embed.unembed")
+        else:
+            model.lm_head.lora = unembed_adapter
+            adapted.append("lm_head")
+    return adapted
+
+
+def lora_modules(model: Transformer) -> dict[str, LoRA]:
+    """Adapted module path (as apply_lora names it) → its adapter."""
+    found = {name: dense.lora for name, _, dense in _dense_modules(model) if dense.lora is not None}
+    if getattr(model.embed, "unembed_lora", None) is not None:
+        found["embed.unembed"] = model.embed.unembed_lora
+    return found
+
+
+def merge_lora(model: Transformer) -> Transformer:
+    """A copy of `model` with every adapter folded into its kernel and no adapters left.
+
+    A tied model with an unembedding adapter comes back untied (lm_head = embeddingᵀ + delta),
+    since folding the delta into the shared matrix would also change the input embedding.
+    """
+    adapters = lora_modules(model)
+    if not adapters:
+        raise ValueError("the model has no LoRA adapters to merge")
+    config = model.config
+    tied_delta = adapters.pop("embed.unembed", None)
+    if tied_delta is not None:
+        config = config.replace(tie_embeddings=False)
+    merged = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
+    source = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    target = dict(nnx.to_flat_state(nnx.state(merged, nnx.Param)))
+    dense_paths = {name: path for name, path, _ in _dense_modules(model)}
+    for path, variable in target.items():
+        if path in source:
+            value = source[path].get_value()
+        else:  # lm_head of an untied copy: starts from the shared embedding
+            value = source[("embed", "embedding")].get_value().T
+        variable.set_value(value)
+    for name, adapter in adapters.items():
+        kernel = target[dense_paths[name] + ("kernel",)]
+        kernel.set_value((kernel.get_value().astype(jnp.float32) + adapter.delta()).astype(kernel.get_value().dtype))
+    if tied_delta is not None:
+        head = target[("lm_head", "kernel")]
+        head.set_value((head.get_value().astype(jnp.float32) + tied_delta.delta()).astype(head.get_value().dtype))
+    graphdef, _ = nnx.split(merged)
+    return nnx.merge(graphdef, nnx.from_flat_state(target))
+
+
+def _peft_tensors(model: Transformer, config: LoRAConfig) -> dict[str, np.ndarray]:
+    """PEFT adapter tensors: lora_A.weight [r, in_features], lora_B.weight [out_features, r]."""
+    tensors = {}
+    dense_paths = {name: path for name, path, _ in _dense_modules(model)}
+    for name, adapter in lora_modules(model).items():
+        module = "lm_head" if name == "embed.unembed" else hf_module_name(dense_paths[name])
+        a = np.asarray(jax.device_get(adapter.a[...]), np.float32)
+        b = np.asarray(jax.device_get(adapter.b[...]), np.float32)
+        rank = a.shape[-1]
+        tensors[f"base_model.model.{module}.lora_A.weight"] = np.ascontiguousarray(a.reshape(-1, rank).T)
+        tensors[f"base_model.model.{module}.lora_B.weight"] = np.ascontiguousarray(b.reshape(rank, -1).T)
+    return tensors
+
+
+def export_peft(model: Transformer, out_dir: str | os.PathLike, config: LoRAConfig, *, base_model: str = "", overwrite: bool = False) -> Path:
+    """Writes adapter_config.json + adapter_model.safetensors (PEFT key names), atomically."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"'{out}' already exists and is not empty; pass overwrite=True to replace it")
+    tensors = _peft_tensors(model, config)
+    if not tensors:
+        raise ValueError("the model has no LoRA adapters to export")
+    modules = sorted({key.split(".")[-3] for key in tensors})
+    adapter_config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "lora_dropout": config.dropout,
+        "target_modules": modules,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (staging / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
+        save_file(tensors, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

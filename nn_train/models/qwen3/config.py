@@ -1,0 +1,74 @@
+"""Qwen3 presets (published checkpoints and tiny test sizes) and Hugging Face config translation."""
+
+from __future__ import annotations
+
+import transformers
+
+from nn_train.models.config import ModelConfig
+
+# Shapes from the published config.json of each Qwen/Qwen3-* checkpoint.
+_QWEN3 = dict(family="qwen3", vocab_size=151_936, head_dim=128, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+              qk_norm=True, max_position_embeddings=40_960, bos_token_id=151_643, eos_token_id=151_645)
+
+PRESETS = {
+    "qwen3_0p6b": ModelConfig(**_QWEN3, embed_dim=1024, num_layers=28, num_heads=16, num_kv_heads=8, mlp_dim=3072, tie_embeddings=True),
+    "qwen3_1p7b": ModelConfig(**_QWEN3, embed_dim=2048, num_layers=28, num_heads=16, num_kv_heads=8, mlp_dim=6144, tie_embeddings=True),
+    "qwen3_4b": ModelConfig(**_QWEN3, embed_dim=2560, num_layers=36, num_heads=32, num_kv_heads=8, mlp_dim=9728, tie_embeddings=True),
+    "qwen3_8b": ModelConfig(**_QWEN3, embed_dim=4096, num_layers=36, num_heads=32, num_kv_heads=8, mlp_dim=12_288, tie_embeddings=False),
+    "qwen3_14b": ModelConfig(**_QWEN3, embed_dim=5120, num_layers=40, num_heads=40, num_kv_heads=8, mlp_dim=17_408, tie_embeddings=False),
+    "qwen3_32b": ModelConfig(**_QWEN3, embed_dim=5120, num_layers=64, num_heads=64, num_kv_heads=8, mlp_dim=25_600, tie_embeddings=False),
+    # CPU-sized: tiny for tests, small for CPU benchmarks.
+    "qwen3_tiny": ModelConfig(family="qwen3", vocab_size=512, embed_dim=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                              head_dim=16, mlp_dim=128, rope_theta=10_000.0, qk_norm=True, tie_embeddings=True,
+                              max_position_embeddings=1024),
+    "qwen3_small": ModelConfig(family="qwen3", vocab_size=4096, embed_dim=256, num_layers=4, num_heads=4, num_kv_heads=2,
+                               head_dim=64, mlp_dim=768, rope_theta=10_000.0, qk_norm=True, tie_embeddings=True,
+                               max_position_embeddings=2048),
+}
+
+
+def from_hf_config(hf: transformers.PretrainedConfig) -> ModelConfig:
+    """Our config from a transformers Qwen3Config; unsupported features are a clear error."""
+    if getattr(hf, "use_sliding_window", False):
+        raise ValueError("Qwen3 config uses sliding-window attention, which this model does not implement")
+    if getattr(hf, "attention_bias", False):
+        raise ValueError("Qwen3 config has attention_bias=true, which this model does not implement")
+    rope = hf.rope_parameters or {}
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError(f"Qwen3 config uses rope_type '{rope['rope_type']}'; only the default RoPE is implemented for Qwen3")
+    return ModelConfig(
+        family="qwen3",
+        vocab_size=hf.vocab_size,
+        embed_dim=hf.hidden_size,
+        num_layers=hf.num_hidden_layers,
+        num_heads=hf.num_attention_heads,
+        num_kv_heads=hf.num_key_value_heads,
+        head_dim=hf.head_dim or hf.hidden_size // hf.num_attention_heads,
+        mlp_dim=hf.intermediate_size,
+        rope_theta=float(rope.get("rope_theta", 10_000.0)),
+        rms_norm_eps=hf.rms_norm_eps,
+        tie_embeddings=bool(hf.tie_word_embeddings),
+        qk_norm=True,
+        max_position_embeddings=hf.max_position_embeddings,
+        bos_token_id=hf.bos_token_id,
+        eos_token_id=hf.eos_token_id,
+    )
+
+
+def to_hf_config(config: ModelConfig) -> transformers.Qwen3Config:
+    return transformers.Qwen3Config(
+        vocab_size=config.vocab_size,
+        hidden_size=config.embed_dim,
+        intermediate_size=config.mlp_dim,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        tie_word_embeddings=config.tie_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        architectures=["Qwen3ForCausalLM"],
+    )

@@ -1,0 +1,246 @@
+"""The decoder-only transformer (Flax NNX) behind every family: Qwen3 and Llama 3.
+
+    model = Transformer(config, rngs=nnx.Rngs(0))
+    logits = model(tokens, positions=positions, segment_ids=segment_ids)   # [B, T, V] float32
+
+Numerics follow the Hugging Face implementations exactly (RMSNorm in float32, rotate-half RoPE
+with optional Llama 3 frequency scaling, SwiGLU MLP, grouped-query attention, per-head q/k
+RMSNorm for Qwen3), so a converted checkpoint gives the same logits.
+
+Packed sequences: `segment_ids` [B, T] label the documents packed into a row (0 = padding) and
+`positions` [B, T] restart at 0 in each; attention is causal within a segment and never crosses
+a segment boundary.
+
+Every parameter carries logical axis names (Variable metadata `logical_axes`) and the model
+constrains key activations with logical names; nn_train.sharding maps both onto the mesh.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nn_train.models.config import ModelConfig
+from nn_train.sharding import shard_activation
+
+
+
+def _init(key: jax.Array, shape: Sequence[int], dtype) -> jax.Array:
+    """normal(0.02) as Hugging Face initialises these models; drawn in float32 and then cast,
+    so a bfloat16 model starts from the same weights as a float32 one."""
+    return (0.02 * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
+
+class Dense(nnx.Module):
+    """A linear map contracting the trailing `in_shape` dims of x into `out_shape` (no bias).
+
+    The kernel is stored [*in_shape, *out_shape] with the given logical axes, e.g. a query
+    projection is [D, N, H] with ("embed", "heads", "head_dim"). A LoRA adapter
+    (nn_train.models.lora) may be attached as `self.lora`; its output is added.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        out_shape: Sequence[int],
+        logical_axes: Sequence[str],
+        *,
+        config: ModelConfig,
+        rngs: nnx.Rngs,
+    ):
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.dtype = config.jnp_dtype
+        shape = self.in_shape + self.out_shape
+        self.kernel = nnx.Param(_init(rngs.params(), shape, config.jnp_param_dtype), logical_axes=tuple(logical_axes))
+        self.lora = nnx.data(None)  # data, not static: an adapter may be attached later
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n = len(self.in_shape)
+        y = jnp.tensordot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), axes=n)
+        if self.lora is not None:
+            y = y + self.lora(x).astype(y.dtype)
+        return y
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, *, config: ModelConfig):
+        self.eps = config.rms_norm_eps
+        self.scale = nnx.Param(jnp.ones((dim,), config.jnp_param_dtype), logical_axes=("norm",))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+        return self.scale[...].astype(x.dtype) * normed.astype(x.dtype)
+
+
+class Embed(nnx.Module):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.dtype = config.jnp_dtype
+        self.embedding = nnx.Param(
+            _init(rngs.params(), (config.vocab_size, config.embed_dim), config.jnp_param_dtype),
+            logical_axes=("vocab", "embed"),
+        )
+        self.unembed_lora = nnx.data(None)  # an output-side LoRA adapter for tied embeddings (models.lora)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)  # [B, T, D]
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        """Tied unembedding: x [B, T, D] → logits [B, T, V]."""
+        logits = jnp.einsum("btd,vd->btv", x.astype(self.dtype), self.embedding[...].astype(self.dtype))
+        if self.unembed_lora is not None:
+            logits = logits + self.unembed_lora(x).astype(logits.dtype)
+        return logits
+
+
+def rope_frequencies(config: ModelConfig) -> jax.Array:
+    """Inverse frequencies [H/2], with Llama 3 scaling when configured (as in transformers)."""
+    inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, config.head_dim, 2, dtype=jnp.float32) / config.head_dim))
+    scaling = config.rope_scaling
+    if scaling is None:
+        return inv_freq
+    low_freq_wavelen = scaling.original_max_position_embeddings / scaling.low_freq_factor
+    high_freq_wavelen = scaling.original_max_position_embeddings / scaling.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq)
+    smooth = (scaling.original_max_position_embeddings / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )
+    smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+    is_medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+    return jnp.where(is_medium, smoothed, scaled)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    """Rotate-half RoPE on x [B, T, heads, H] at positions [B, T]."""
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, H/2]
+    cos = jnp.cos(jnp.concatenate([angles, angles], axis=-1))[:, :, None, :]
+    sin = jnp.sin(jnp.concatenate([angles, angles], axis=-1))[:, :, None, :]
+    x32 = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    return (x32 * cos + rotated * sin).astype(x.dtype)
+
+
+def attention_mask(segment_ids: jax.Array) -> jax.Array:
+    """[B, T, S] True where query t may attend key s: causal and within the same segment."""
+    length = segment_ids.shape[1]
+    causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+    same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return causal[None] & same_segment
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        d, n, k, h = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim
+        self.config = config
+        self.q_proj = Dense((d,), (n, h), ("embed", "heads", "head_dim"), config=config, rngs=rngs)
+        self.k_proj = Dense((d,), (k, h), ("embed", "kv_heads", "head_dim"), config=config, rngs=rngs)
+        self.v_proj = Dense((d,), (k, h), ("embed", "kv_heads", "head_dim"), config=config, rngs=rngs)
+        self.o_proj = Dense((n, h), (d,), ("heads", "head_dim", "embed"), config=config, rngs=rngs)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(h, config=config)
+            self.k_norm = RMSNorm(h, config=config)
+
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array, inv_freq: jax.Array) -> jax.Array:
+        cfg = self.config
+        q_btnh = self.q_proj(x)
+        k_bskh = self.k_proj(x)
+        v_bskh = self.v_proj(x)
+        if cfg.qk_norm:
+            q_btnh, k_bskh = self.q_norm(q_btnh), self.k_norm(k_bskh)
+        q_btnh = apply_rope(q_btnh, positions, inv_freq)
+        k_bskh = apply_rope(k_bskh, positions, inv_freq)
+        q_btnh = shard_activation(q_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
+        k_bskh = shard_activation(k_bskh, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+
+        b, t, n, h = q_btnh.shape
+        q_btkgh = q_btnh.reshape(b, t, cfg.num_kv_heads, cfg.queries_per_kv_head, h)
+        logits_bkgts = jnp.einsum("btkgh,bskh->bkgts", q_btkgh, k_bskh, preferred_element_type=jnp.float32)
+        logits_bkgts = logits_bkgts * (h**-0.5)
+        logits_bkgts = jnp.where(mask[:, None, None], logits_bkgts, jnp.finfo(jnp.float32).min)
+        probs_bkgts = jax.nn.softmax(logits_bkgts, axis=-1).astype(v_bskh.dtype)
+        out_btkgh = jnp.einsum("bkgts,bskh->btkgh", probs_bkgts, v_bskh)
+        out_btnh = shard_activation(out_btkgh.reshape(b, t, n, h), ("act_batch", "act_length", "act_heads", "act_head_dim"))
+        return self.o_proj(out_btnh)
+
+
+class MLP(nnx.Module):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        d, f = config.embed_dim, config.mlp_dim
+        self.gate_proj = Dense((d,), (f,), ("embed", "mlp"), config=config, rngs=rngs)
+        self.up_proj = Dense((d,), (f,), ("embed", "mlp"), config=config, rngs=rngs)
+        self.down_proj = Dense((f,), (d,), ("mlp", "embed"), config=config, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden_btf = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
+        hidden_btf = shard_activation(hidden_btf, ("act_batch", "act_length", "act_mlp"))
+        return self.down_proj(hidden_btf)
+
+
+class Block(nnx.Module):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.input_norm = RMSNorm(config.embed_dim, config=config)
+        self.attn = Attention(config, rngs=rngs)
+        self.post_attn_norm = RMSNorm(config.embed_dim, config=config)
+        self.mlp = MLP(config, rngs=rngs)
+
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array, inv_freq: jax.Array) -> jax.Array:
+        x = x + self.attn(self.input_norm(x), positions, mask, inv_freq)
+        x = x + self.mlp(self.post_attn_norm(x))
+        return shard_activation(x, ("act_batch", "act_length", "act_embed"))
+
+
+_REMAT = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Transformer(nnx.Module):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.embed = Embed(config, rngs=rngs)
+        self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
+        self.final_norm = RMSNorm(config.embed_dim, config=config)
+        if not config.tie_embeddings:
+            self.lm_head = Dense((config.embed_dim,), (config.vocab_size,), ("embed", "vocab"), config=config, rngs=rngs)
+
+    def __call__(
+        self,
+        tokens: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+    ) -> jax.Array:
+        """tokens [B, T] int → logits [B, T, V] float32."""
+        b, t = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        if segment_ids is None:
+            segment_ids = jnp.ones((b, t), dtype=jnp.int32)
+        mask = attention_mask(segment_ids)
+        inv_freq = rope_frequencies(self.config)
+
+        x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
+        for block in self.layers:
+            if self.config.remat == "none":
+                x = block(x, positions, mask, inv_freq)
+            else:
+                x = nnx.remat(lambda blk, *args: blk(*args), policy=_REMAT[self.config.remat])(block, x, positions, mask, inv_freq)
+        x = self.final_norm(x)
+        logits = self.embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)
+        return shard_activation(logits.astype(jnp.float32), ("act_batch", "act_length", "act_vocab"))
+
+
+def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log p(targets[b, t]) under logits[b, t] (the logits at t predict the token at t+1 of the input).
+
+    To score a sequence `tokens`, pass logits[:, :-1] and tokens[:, 1:].
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]

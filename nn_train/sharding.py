@@ -1,0 +1,142 @@
+"""Logical → physical sharding: the one place where model axis names meet mesh axes.
+
+Models annotate every parameter (and key activations) with *logical* axis names — `embed`,
+`vocab`, `heads`, `kv_heads`, `head_dim`, `mlp`, ... — and never name a mesh axis. This module
+owns the mesh, whose axes are always (data, fsdp, tensor), and the rules table that maps each
+logical name to mesh axes, in the style of MaxText's `logical_axis_rules`:
+
+  parameters   embed → fsdp (ZeRO-3 style), heads / kv_heads / mlp / vocab → tensor
+  activations  act_batch → (data, fsdp), act_heads / act_mlp / act_vocab → tensor
+
+A dimension that a mesh axis does not divide is replicated over that axis instead (a tiny test
+model with one KV head still runs on a tensor-parallel mesh). Parameters carry their logical
+axes as the Variable metadata `logical_axes`; flax's own `out_sharding` metadata is not used, so
+building a model never needs a mesh in scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# logical axis → mesh axes (a name, a tuple of names, or None for replicated).
+LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    # parameters
+    ("embed", "fsdp"),
+    ("vocab", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("mlp", "tensor"),
+    ("norm", None),
+    ("lora_rank", None),
+    # activations
+    ("act_batch", ("data", "fsdp")),
+    ("act_length", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
+    ("act_head_dim", None),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+)
+
+_active_rules = [LOGICAL_AXIS_RULES]
+
+
+@contextlib.contextmanager
+def axis_rules(rules: Sequence[tuple[str, Any]]) -> Iterator[None]:
+    """Uses `rules` instead of LOGICAL_AXIS_RULES inside the block (e.g. a config's override)."""
+    _active_rules.append(tuple(rules))
+    try:
+        yield
+    finally:
+        _active_rules.pop()
+
+
+def current_rules() -> tuple[tuple[str, Any], ...]:
+    return _active_rules[-1]
+
+
+def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A (data, fsdp, tensor) mesh over `devices` (default: all); one size may be -1 = fill."""
+    devices = list(devices if devices is not None else jax.devices())
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))}: at most one axis may be -1 (fill)")
+    known = math.prod(s for s in sizes if s != -1)
+    if any(s == 0 or s < -1 for s in sizes) or len(devices) % known:
+        raise ValueError(
+            f"mesh sizes {dict(zip(MESH_AXES, sizes))} do not divide the {len(devices)} devices; "
+            "choose sizes whose product is the device count (one may be -1 to fill)"
+        )
+    sizes = [len(devices) // known if s == -1 else s for s in sizes]
+    if math.prod(sizes) != len(devices):
+        raise ValueError(f"mesh sizes {dict(zip(MESH_AXES, sizes))} use {math.prod(sizes)} of {len(devices)} devices; their product must equal the device count")
+    # Auto axes: shardings are propagated by XLA from the annotations (the pjit model).
+    return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
+
+
+def _mesh_axis_size(mesh, axes: str | tuple[str, ...]) -> int:
+    names = (axes,) if isinstance(axes, str) else axes
+    return math.prod(mesh.shape[name] for name in names)
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int] | None = None, mesh=None) -> PartitionSpec:
+    """The PartitionSpec for an array with these logical axes under the active rules.
+
+    With `shape` and `mesh`, a mesh axis that does not divide its dimension is dropped
+    (that dimension is replicated), and a mesh axis already used by an earlier dimension is
+    not used again.
+    """
+    rules = dict(current_rules())
+    used: set[str] = set()
+    spec = []
+    for i, name in enumerate(logical_axes):
+        if name is not None and name not in rules:
+            raise KeyError(f"logical axis '{name}' has no rule; add it to nn_train.sharding.LOGICAL_AXIS_RULES")
+        axes = rules.get(name) if name is not None else None
+        if axes is not None:
+            names = (axes,) if isinstance(axes, str) else tuple(axes)
+            names = tuple(a for a in names if a not in used)
+            if mesh is not None:
+                names = tuple(a for a in names if a in mesh.shape and mesh.shape[a] > 1)
+                if shape is not None and names and shape[i] % _mesh_axis_size(mesh, names):
+                    names = ()
+            used.update(names)
+            axes = names[0] if len(names) == 1 else (names or None)
+        spec.append(axes)
+    return PartitionSpec(*spec)
+
+
+def logical_axes_of(variable: nnx.Variable) -> tuple[str | None, ...]:
+    axes = variable.get_metadata().get("logical_axes")
+    if axes is None:
+        return (None,) * len(variable.get_value().shape)
+    return tuple(axes)
+
+
+def state_shardings(state: nnx.State, mesh: Mesh) -> nnx.State:
+    """NamedShardings for every Variable of `state` (abstract or concrete), from its logical axes."""
+
+    def sharding(variable: nnx.Variable) -> nnx.Variable:
+        shape = variable.get_value().shape
+        return variable.replace(NamedSharding(mesh, logical_to_spec(logical_axes_of(variable), shape, mesh)))
+
+    return jax.tree.map(sharding, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def shard_activation(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+    """Constrains an activation's sharding inside jit when a mesh is in scope; else a no-op."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, logical_to_spec(logical_axes, x.shape, mesh))

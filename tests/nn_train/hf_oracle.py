@@ -1,0 +1,75 @@
+"""Tiny Hugging Face models (transformers + torch CPU) that serve as the parity oracle, and test helpers."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+# Tiny Hugging Face models covering what the parity tests must: GQA ratios 1, 2, 4; tied and
+# untied embeddings; default and llama3-scaled RoPE.
+HF_CASES = {
+    "qwen3_mha_untied": dict(model_type="qwen3", num_key_value_heads=4, tie_word_embeddings=False),
+    "qwen3_gqa2_tied": dict(model_type="qwen3", num_key_value_heads=2, tie_word_embeddings=True),
+    "qwen3_gqa4_untied": dict(model_type="qwen3", num_key_value_heads=1, tie_word_embeddings=False),
+    "llama_gqa4_tied_llama3_rope": dict(model_type="llama", num_key_value_heads=1, tie_word_embeddings=True, rope="llama3"),
+    "llama_gqa2_untied": dict(model_type="llama", num_key_value_heads=2, tie_word_embeddings=False, rope="default"),
+}
+VOCAB = 300
+
+
+def build_hf_model(case: str, seed: int = 0, dtype=None):
+    """A random tiny transformers model for `case` (norm weights randomised too, so they matter)."""
+    torch = pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
+    import transformers
+
+    torch.set_num_threads(1)  # JAX and torch in one process each want every core
+    spec = dict(HF_CASES[case])
+    model_type, rope = spec.pop("model_type"), spec.pop("rope", "default")
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                  head_dim=16, max_position_embeddings=256, **spec)
+    torch.manual_seed(seed)
+    if model_type == "qwen3":
+        config = transformers.Qwen3Config(**common, rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})
+        model = transformers.Qwen3ForCausalLM(config)
+    else:
+        rope_parameters = {"rope_type": "default", "rope_theta": 500_000.0}
+        if rope == "llama3":  # original context 32 < test lengths, so every scaling regime is exercised
+            rope_parameters = {"rope_type": "llama3", "rope_theta": 500_000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                               "high_freq_factor": 4.0, "original_max_position_embeddings": 32}
+        config = transformers.LlamaConfig(**common, rope_parameters=rope_parameters)
+        model = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.add_(0.1 * torch.randn_like(param))
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()
+
+
+def hf_logits(model, tokens: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(torch.as_tensor(tokens)).logits.float().numpy()
+
+
+def random_tokens(batch: int = 2, length: int = 40, seed: int = 0) -> np.ndarray:
+    return np.random.RandomState(seed).randint(0, VOCAB, (batch, length)).astype(np.int32)
+
+
+
+def _call(model, tokens, positions, segment_ids):
+    return model(tokens, positions=positions, segment_ids=segment_ids)
+
+
+_jitted_forward = nnx.jit(_call)
+
+
+def forward(model, tokens, positions=None, segment_ids=None) -> np.ndarray:
+    """The model's logits as numpy, through one jitted function (eager op-by-op dispatch of a
+    whole forward is far slower on CPU than compiling it once)."""
+    as_array = lambda x: None if x is None else jnp.asarray(x)
+    return np.asarray(_jitted_forward(model, as_array(tokens), as_array(positions), as_array(segment_ids)))
