@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (only python3 >= 3.11 on PATH):
 #   make demo   the main job (today: validate and summarise the claims registry; see README)
 #   make test   the test suite on CPU, with 8 fake XLA devices so sharding is real
+#   make bench  benchmarks, each printing its ratio against a named baseline measured in the same run
 # Each target creates .venv and installs the pinned requirements when they are missing or changed.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow clean
+.PHONY: demo test test-slow bench clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -33,6 +34,10 @@ test: $(VENV)/.dev-installed
 
 test-slow: $(VENV)/.dev-installed
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Forward+backward tokens/s of our model vs transformers' PyTorch model, same config, this host.
+bench: $(VENV)/.dev-installed
+	$(PY) -m nn_train.models.benchmark --preset=qwen3_small --batch=8 --seq_len=256
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -59,8 +59,13 @@ class Dense(nnx.Module):
         self.lora = nnx.data(None)  # data, not static: an adapter may be attached later
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        n = len(self.in_shape)
-        y = jnp.tensordot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), axes=n)
+        # One 2-D matmul [rows, fan_in] @ [fan_in, fan_out]: XLA's CPU backend runs this about
+        # twice as fast as the equivalent tensordot/einsum over 3-D operands (forward and backward),
+        # and on accelerators the reshapes are free.
+        batch_shape = x.shape[: x.ndim - len(self.in_shape)]
+        fan_in, fan_out = math.prod(self.in_shape), math.prod(self.out_shape)
+        kernel = self.kernel[...].astype(self.dtype).reshape(fan_in, fan_out)
+        y = (x.astype(self.dtype).reshape(-1, fan_in) @ kernel).reshape(*batch_shape, *self.out_shape)
         if self.lora is not None:
             y = y + self.lora(x).astype(y.dtype)
         return y
@@ -90,8 +95,9 @@ class Embed(nnx.Module):
         return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)  # [B, T, D]
 
     def attend(self, x: jax.Array) -> jax.Array:
-        """Tied unembedding: x [B, T, D] → logits [B, T, V]."""
-        logits = jnp.einsum("btd,vd->btv", x.astype(self.dtype), self.embedding[...].astype(self.dtype))
+        """Tied unembedding: x [B, T, D] → logits [B, T, V] (a 2-D matmul, as in Dense)."""
+        embedding = self.embedding[...].astype(self.dtype)
+        logits = (x.astype(self.dtype).reshape(-1, x.shape[-1]) @ embedding.T).reshape(*x.shape[:-1], -1)
         if self.unembed_lora is not None:
             logits = logits + self.unembed_lora(x).astype(logits.dtype)
         return logits
@@ -116,14 +122,12 @@ def rope_frequencies(config: ModelConfig) -> jax.Array:
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
-    """Rotate-half RoPE on x [B, T, heads, H] at positions [B, T]."""
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, H/2]
-    cos = jnp.cos(jnp.concatenate([angles, angles], axis=-1))[:, :, None, :]
-    sin = jnp.sin(jnp.concatenate([angles, angles], axis=-1))[:, :, None, :]
-    x32 = x.astype(jnp.float32)
-    half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
-    return (x32 * cos + rotated * sin).astype(x.dtype)
+    """Rotate-half RoPE on x [B, T, heads, H] at positions [B, T] (the Hugging Face convention:
+    dimension i pairs with i + H/2)."""
+    angles = positions.astype(jnp.float32)[..., None, None] * inv_freq  # [B, T, 1, H/2]
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
 def attention_mask(segment_ids: jax.Array) -> jax.Array:
@@ -132,6 +136,26 @@ def attention_mask(segment_ids: jax.Array) -> jax.Array:
     causal = jnp.tril(jnp.ones((length, length), dtype=bool))
     same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
     return causal[None] & same_segment
+
+
+def grouped_query_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask_bts: jax.Array) -> jax.Array:
+    """Softmax attention where each kv head serves G = N // K query heads; logits in float32.
+
+    The G query heads of a kv head are folded into the query-time axis, so both products are
+    plain batched matmuls over (B, K) — the layout XLA runs fastest on every backend.
+    """
+    b, t, n, h = q_btnh.shape
+    s, k = k_bskh.shape[1], k_bskh.shape[2]
+    g = n // k
+    q_bkqh = q_btnh.reshape(b, t, k, g, h).transpose(0, 2, 3, 1, 4).reshape(b, k, g * t, h)  # q = (g, t)
+    k_bksh = k_bskh.transpose(0, 2, 1, 3)
+    v_bksh = v_bskh.transpose(0, 2, 1, 3)
+    logits_bkqs = jnp.einsum("bkqh,bksh->bkqs", q_bkqh, k_bksh, preferred_element_type=jnp.float32) * (h**-0.5)
+    mask_b1qs = jnp.broadcast_to(mask_bts[:, None, None], (b, 1, g, t, s)).reshape(b, 1, g * t, s)
+    logits_bkqs = jnp.where(mask_b1qs, logits_bkqs, jnp.finfo(jnp.float32).min)
+    probs_bkqs = jax.nn.softmax(logits_bkqs, axis=-1).astype(v_bksh.dtype)
+    out_bkqh = jnp.einsum("bkqs,bksh->bkqh", probs_bkqs, v_bksh)
+    return out_bkqh.reshape(b, k, g, t, h).transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
 
 
 class Attention(nnx.Module):
@@ -158,14 +182,8 @@ class Attention(nnx.Module):
         q_btnh = shard_activation(q_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         k_bskh = shard_activation(k_bskh, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
 
-        b, t, n, h = q_btnh.shape
-        q_btkgh = q_btnh.reshape(b, t, cfg.num_kv_heads, cfg.queries_per_kv_head, h)
-        logits_bkgts = jnp.einsum("btkgh,bskh->bkgts", q_btkgh, k_bskh, preferred_element_type=jnp.float32)
-        logits_bkgts = logits_bkgts * (h**-0.5)
-        logits_bkgts = jnp.where(mask[:, None, None], logits_bkgts, jnp.finfo(jnp.float32).min)
-        probs_bkgts = jax.nn.softmax(logits_bkgts, axis=-1).astype(v_bskh.dtype)
-        out_btkgh = jnp.einsum("bkgts,bskh->btkgh", probs_bkgts, v_bskh)
-        out_btnh = shard_activation(out_btkgh.reshape(b, t, n, h), ("act_batch", "act_length", "act_heads", "act_head_dim"))
+        out_btnh = grouped_query_attention(q_btnh, k_bskh, v_bskh, mask)
+        out_btnh = shard_activation(out_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         return self.o_proj(out_btnh)
 
 
@@ -242,5 +260,7 @@ def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 
     To score a sequence `tokens`, pass logits[:, :-1] and tokens[:, 1:].
     """
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+    logits = logits.astype(jnp.float32)
+    # logit - logsumexp: one pass over the vocabulary instead of materialising log_softmax.
+    target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return target_logits - jax.nn.logsumexp(logits, axis=-1)
