@@ -126,7 +126,10 @@ def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
     try:
         return Path(huggingface_hub.snapshot_download(str(source), allow_patterns=["*.json", "*.safetensors"]))
     except Exception as e:  # the hub raises many types (offline, gated, not found); one clear message
-        raise FileNotFoundError(f"could not download '{source}' from the Hugging Face hub ({type(e).__name__}: {e})") from None
+        raise FileNotFoundError(
+            f"'{source}' is not a local directory, and downloading it as a Hugging Face hub id failed "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})"
+        ) from None
 
 
 def _checkpoint_files(directory: Path) -> dict[str, Path]:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.nn_train.hf_oracle import REPO_ROOT, build_hf_model
 
 # float32 parity needs full-precision matmuls (CPU XLA may otherwise use faster, looser ones).
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_compilation_cache_dir", str(REPO_ROOT / ".cache" / "jax"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-from tests.nn_train.hf_oracle import build_hf_model
 
 
 @pytest.fixture(scope="session")

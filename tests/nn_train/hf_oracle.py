@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Tiny Hugging Face models covering what the parity tests must: GQA ratios 1, 2, 4; tied and
 # untied embeddings; default and llama3-scaled RoPE.

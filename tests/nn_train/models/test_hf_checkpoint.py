@@ -12,7 +12,7 @@ from safetensors.numpy import load_file, save_file
 
 from nn_train.models import config_from_hf, create_model, get_config
 from nn_train.models.hf_checkpoint import CheckpointError, export_hf_model, load_hf_model
-from tests.nn_train.hf_oracle import HF_CASES, build_hf_model, forward, hf_logits, random_tokens
+from tests.nn_train.hf_oracle import REPO_ROOT, HF_CASES, build_hf_model, forward, hf_logits, random_tokens
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
@@ -149,3 +149,16 @@ def test_export_refuses_to_overwrite(tmp_path):
         export_hf_model(model, tmp_path / "out")
     export_hf_model(model, tmp_path / "out", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging left behind
+
+
+def test_hub_id_that_cannot_be_downloaded_says_so(tmp_path):
+    # A real hub lookup, made to fail fast and offline (no network is used).
+    import os
+    import subprocess
+    import sys
+
+    code = "from nn_train.models.hf_checkpoint import load_hf_model\nload_hf_model('nobody/no-such-model')"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "FileNotFoundError: 'nobody/no-such-model' is not a local directory, and downloading it as a Hugging Face hub id failed" in result.stderr
