@@ -1,0 +1,180 @@
+"""The training configuration: every field, its default (the paper's recipe), and validation.
+
+Config files under configs/train/ start from `default_config()` and change what they need:
+
+    def get_config():
+        config = default_config()
+        config.model.preset = "qwen3_1p7b"
+        return config
+
+and runs override fields on the command line: `--config.optimizer.learning_rate=1e-4`.
+`validate_config` runs before anything else: an unknown key (a typo), a wrong type or a value
+out of range stops the run with one line naming the key.
+
+Defaults follow ../shared/paper.md: LoRA rank 32 with the unembedding trained, lr 5e-5 decaying
+linearly to 0, Adam β=(0.9, 0.95), ε=1e-8, global batch 32 sequences, one epoch, seed 1,
+about 15 log-spaced checkpoints from step 10 plus the final one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from nn_train.models import PRESETS
+from nn_train.models.config import DTYPES, REMAT_POLICIES
+from nn_train.models.lora import DEFAULT_TARGETS
+
+DATA_SOURCES = ("synthetic",)  # the TFDS training mixes join when data_gen packages them
+LR_SCHEDULES = ("linear", "constant", "cosine")
+CHECKPOINT_SCHEDULES = ("log", "every", "final")
+
+
+class ConfigError(ValueError):
+    """A bad training config; the message is one line naming the key."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.preset = "qwen3_1p7b"  # nn_train.models.PRESETS; ignored when hf_checkpoint is set
+    c.model.hf_checkpoint = ""  # Hugging Face checkpoint dir or hub id: its config and weights
+    c.model.param_dtype = "float32"  # storage dtype of parameters (and LoRA adapters)
+    c.model.dtype = "bfloat16"  # compute dtype of matmuls and activations
+    c.model.remat = "none"  # none | full | save_dots: activation rematerialisation per block
+
+    c.lora = ml_collections.ConfigDict()
+    c.lora.enabled = True  # False: full fine-tuning of every parameter
+    c.lora.rank = 32
+    c.lora.alpha = 32.0  # scale = alpha / rank
+    c.lora.dropout = 0.0
+    c.lora.targets = ",".join(DEFAULT_TARGETS)  # comma-separated regexes over module paths
+    c.lora.train_unembedding = True  # the paper trains the unembedding too
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic"  # synthetic: deterministic random packed documents (for tests/benchmarks)
+    c.data.seq_len = 2048  # tokens per packed row
+    c.data.num_examples = 10_000  # rows in one epoch of the synthetic source
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 5e-5
+    c.optimizer.schedule = "linear"  # linear decay to 0 | constant | cosine decay to 0
+    c.optimizer.warmup_steps = 0
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.95
+    c.optimizer.eps = 1e-8
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.grad_clip_norm = 0.0  # 0 disables clipping
+
+    c.training = ml_collections.ConfigDict()
+    c.training.global_batch_size = 32  # sequences per optimizer step, over all devices
+    c.training.microbatches = 1  # gradient accumulation: the batch is split into this many parts
+    c.training.num_epochs = 1.0  # used when num_steps is -1
+    c.training.num_steps = -1  # -1: num_epochs over the data source
+    c.training.seed = 1
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = 1  # sizes of the (data, fsdp, tensor) mesh axes; one may be -1 = fill
+    c.mesh.fsdp = -1
+    c.mesh.tensor = 1
+    c.mesh.num_devices = -1  # -1: every device of every host; n: the first n (debugging, tests)
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.schedule = "log"  # log: ~num_log log-spaced steps from first_log_step | every | final
+    c.checkpoint.num_log = 15
+    c.checkpoint.first_log_step = 10
+    c.checkpoint.every_steps = 100  # for schedule=every
+    c.checkpoint.max_to_keep = -1  # -1 keeps every checkpoint (each is an eval point)
+    c.checkpoint.async_save = True
+
+    c.logging = ml_collections.ConfigDict()
+    c.logging.every_steps = 1  # metrics to JSONL/TensorBoard; also how often the loss is checked for NaN
+    c.logging.progress_bar = True
+    return c
+
+
+# Numeric ranges: key → (minimum, maximum, whether the minimum is allowed).
+_RANGES = {
+    "lora.rank": (1, None, True),
+    "lora.alpha": (0, None, False),
+    "lora.dropout": (0, 1, True),
+    "data.seq_len": (2, None, True),
+    "data.num_examples": (1, None, True),
+    "optimizer.learning_rate": (0, None, False),
+    "optimizer.warmup_steps": (0, None, True),
+    "optimizer.b1": (0, 1, True),
+    "optimizer.b2": (0, 1, True),
+    "optimizer.eps": (0, None, False),
+    "optimizer.weight_decay": (0, None, True),
+    "optimizer.grad_clip_norm": (0, None, True),
+    "training.global_batch_size": (1, None, True),
+    "training.microbatches": (1, None, True),
+    "training.num_epochs": (0, None, False),
+    "checkpoint.num_log": (1, None, True),
+    "checkpoint.first_log_step": (1, None, True),
+    "checkpoint.every_steps": (1, None, True),
+    "logging.every_steps": (1, None, True),
+}
+_CHOICES = {
+    "model.param_dtype": tuple(DTYPES),
+    "model.dtype": tuple(DTYPES),
+    "model.remat": REMAT_POLICIES,
+    "data.source": DATA_SOURCES,
+    "optimizer.schedule": LR_SCHEDULES,
+    "checkpoint.schedule": CHECKPOINT_SCHEDULES,
+}
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _check_structure(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix: str = "") -> None:
+    for key in config.keys():
+        name = f"{prefix}{key}"
+        if key not in reference:
+            raise ConfigError(f"config key '{name}' is unknown; known keys here: {', '.join(sorted(reference.keys()))}")
+        value, default = config[key], reference[key]
+        if isinstance(default, ml_collections.ConfigDict):
+            if not isinstance(value, ml_collections.ConfigDict):
+                raise ConfigError(f"config key '{name}' must be a group of settings, got {_type_name(value)}")
+            _check_structure(value, default, f"{name}.")
+        elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+            if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+                raise ConfigError(f"config key '{name}' must be {_type_name(default)}, got {_type_name(value)} {value!r}")
+    for key in reference.keys():
+        if key not in config:
+            raise ConfigError(f"config key '{prefix}{key}' is missing; start config files from nn_train.config.default_config()")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError (one line, naming the key) for anything wrong that needs no devices or files."""
+    _check_structure(config, default_config())
+    for name, (low, high, inclusive) in _RANGES.items():
+        group, key = name.split(".")
+        value = config[group][key]
+        if (inclusive and value < low) or (not inclusive and value <= low) or (high is not None and value > high):
+            bound = f"{'>=' if inclusive else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+            raise ConfigError(f"config key '{name}' must be {bound}, got {value}")
+    for name, choices in _CHOICES.items():
+        group, key = name.split(".")
+        if config[group][key] not in choices:
+            raise ConfigError(f"config key '{name}' is '{config[group][key]}'; choose one of: {', '.join(choices)}")
+    if not config.model.hf_checkpoint and config.model.preset not in PRESETS:
+        raise ConfigError(f"config key 'model.preset': unknown model preset '{config.model.preset}'; presets: {', '.join(sorted(PRESETS))}")
+    if config.training.num_steps == 0 or config.training.num_steps < -1:
+        raise ConfigError(f"config key 'training.num_steps' must be positive, or -1 for num_epochs, got {config.training.num_steps}")
+    if config.training.global_batch_size % config.training.microbatches:
+        raise ConfigError(
+            f"config key 'training.microbatches' ({config.training.microbatches}) must divide "
+            f"training.global_batch_size ({config.training.global_batch_size})"
+        )
+    if config.mesh.num_devices == 0 or config.mesh.num_devices < -1:
+        raise ConfigError(f"config key 'mesh.num_devices' must be positive, or -1 for all devices, got {config.mesh.num_devices}")
+    sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
+    if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
+        raise ConfigError(f"config keys 'mesh.data/fsdp/tensor' = {sizes}: sizes must be positive, with at most one -1 (fill)")
+    if config.lora.enabled and not [t for t in config.lora.targets.split(",") if t.strip()]:
+        raise ConfigError("config key 'lora.targets' is empty; give comma-separated regexes such as 'attn\\.q_proj,mlp\\.up_proj'")

@@ -1,0 +1,88 @@
+"""Training metrics: model FLOPs, MFU against a table of peak device FLOP/s, and the writers.
+
+FLOPs convention (as in PaLM and MaxText), per trained token:
+  matmul:    6 · (parameters in matmuls: every projection, MLP and the unembedding; not the
+             embedding lookup or norms) — forward 2, backward 4, whether or not a weight is frozen
+  attention: 6 · 2 · layers · heads · head_dim · seq_len / 2 — the two attention products, halved
+             for the causal mask (only the lower triangle is needed)
+LoRA runs skip the frozen weights' gradient (about a third of the matmul work) but are still
+counted with the full-model convention, so MFU stays comparable across runs.
+
+Peak FLOP/s per device (dense, no sparsity) from the vendors' datasheets:
+  NVIDIA H100 SXM / H200: 989 TFLOP/s bf16 (H100 datasheet; H200 product brief)
+  NVIDIA A100: 312 TFLOP/s bf16 (A100 datasheet)
+  Cloud TPU v4: 275, v5e: 197, v5p: 459, v6e (Trillium): 918 TFLOP/s bf16 (cloud.google.com/tpu/docs)
+Float32 training has no entry (tensor cores run TF32 or plain FP32 depending on flags), nor does
+a CPU: MFU is then reported as n/a.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from nn_train.models.config import ModelConfig
+
+PEAK_BF16_FLOPS = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,  # v5e reports device_kind "TPU v5 lite"
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v5": 459e12,
+    "TPU v6 lite": 918e12,  # v6e
+    "TPU v6e": 918e12,
+}
+
+
+def matmul_params(config: ModelConfig) -> int:
+    d, n, k, h, f = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim, config.mlp_dim
+    per_layer = d * n * h * 2 + d * k * h * 2 + 3 * d * f  # q, o; k, v; gate, up, down
+    return config.num_layers * per_layer + d * config.vocab_size  # + unembedding (tied or not)
+
+
+def train_flops_per_token(config: ModelConfig, seq_len: int) -> float:
+    attention = 2 * config.num_layers * config.num_heads * config.head_dim * seq_len / 2
+    return 6.0 * matmul_params(config) + 6.0 * attention
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+    """Peak dense FLOP/s of one device for `dtype`, or None when unknown (CPU, float32, new chips)."""
+    if dtype != "bfloat16":
+        return None
+    for name, flops in PEAK_BF16_FLOPS.items():
+        if name.lower() in device_kind.lower():
+            return flops
+    return None
+
+
+class MetricsWriter:
+    """One record per logged step to metrics.jsonl and TensorBoard event files (process 0 only)."""
+
+    def __init__(self, workdir: Path, *, enabled: bool = True):
+        self.enabled = enabled
+        self._tensorboard = None
+        self._jsonl = None
+        if enabled:
+            workdir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+            from tensorboardX import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._jsonl.flush()  # a killed run keeps every line it logged
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self._tensorboard.add_scalar(f"train/{key}", value, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tensorboard.close()

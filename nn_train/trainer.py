@@ -1,0 +1,336 @@
+"""The sharded training loop: one jitted step over a (data, fsdp, tensor) mesh, checkpointed and resumable.
+
+    summary = train(config, workdir)        # python -m nn_train.main wraps this
+
+The step is `jax.jit` with explicit NamedShardings for the parameters, optimizer state and batch
+(the pjit model) and the train state donated. Parameters are sharded by the logical-axis rules
+of nn_train.sharding; the batch is split over (data, fsdp). Gradients are accumulated over
+microbatches with `lax.scan` and the loss is the weighted sum of token losses divided by the sum
+of weights over the whole global batch, so masked tokens contribute nothing and microbatching
+does not change the update.
+
+Only trainable parameters live in the train state (the LoRA adapters, or everything for full
+fine-tuning); the frozen rest is passed to the step as a separate, undonated argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from nn_train.checkpointing import Checkpointer, abstract_like, checkpoint_steps
+from nn_train.config import ConfigError, validate_config
+from nn_train.data import SyntheticSource
+from nn_train.metrics import MetricsWriter, peak_flops, train_flops_per_token
+from nn_train.models import create_model, get_config, token_log_probs
+from nn_train.models.hf_checkpoint import load_hf_model
+from nn_train.models.lora import LoRAConfig, apply_lora
+from nn_train.models.transformer import Transformer
+from nn_train.sharding import make_mesh, state_shardings
+
+# Block on a result at least this often: XLA's CPU collectives deadlock when hundreds of steps
+# are enqueued on fake devices, and a bounded queue keeps step times honest everywhere.
+MAX_STEPS_IN_FLIGHT = 32
+# Fault injection for resume tests: SIGKILL this process right after this step (and its
+# checkpoint saves) completes — a real kill -9 at a known point.
+KILL_AFTER_STEP_ENV = "NN_TRAIN_KILL_AFTER_STEP"
+# Config sections that must match between a workdir's checkpoints and a run resuming from them.
+RESUME_MUST_MATCH = ("model", "lora", "data")
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (diverged, or the workdir belongs to another run); one clear line."""
+
+
+def lora_config(config: ml_collections.ConfigDict) -> LoRAConfig:
+    c = config.lora
+    targets = tuple(t.strip() for t in c.targets.split(",") if t.strip())
+    return LoRAConfig(rank=c.rank, alpha=c.alpha, dropout=c.dropout, targets=targets, train_unembedding=c.train_unembedding)
+
+
+def build_mesh(config: ml_collections.ConfigDict) -> Mesh:
+    devices = jax.devices()
+    if config.mesh.num_devices > len(devices):
+        raise ConfigError(f"config key 'mesh.num_devices' is {config.mesh.num_devices}, but only {len(devices)} devices exist")
+    if config.mesh.num_devices > 0:
+        devices = devices[: config.mesh.num_devices]
+    try:
+        return make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices)
+    except ValueError as e:
+        raise ConfigError(f"config keys 'mesh.data/fsdp/tensor': {e}") from None
+
+
+def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
+    """The base model (a preset, randomly initialised, or a Hugging Face checkpoint) with LoRA attached, sharded."""
+    overrides = dict(param_dtype=config.model.param_dtype, dtype=config.model.dtype, remat=config.model.remat)
+    if config.model.hf_checkpoint:
+        try:
+            model = load_hf_model(config.model.hf_checkpoint, mesh=mesh, **overrides)
+        except FileNotFoundError as e:
+            raise ConfigError(f"config key 'model.hf_checkpoint': {e}") from None
+    else:
+        model = create_model(get_config(config.model.preset, **overrides), seed=config.training.seed, mesh=mesh)
+    if config.lora.enabled:
+        try:
+            apply_lora(model, lora_config(config), rngs=nnx.Rngs(params=config.training.seed, dropout=config.training.seed))
+        except ValueError as e:
+            raise ConfigError(f"config key 'lora.targets': {e}") from None
+        # Adapters were created on the default device; place every variable by the rules.
+        state = nnx.state(model)
+        nnx.update(model, jax.device_put(state, state_shardings(state, mesh)))
+    return model
+
+
+def build_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    c = config.optimizer
+    decay_steps = max(num_steps - c.warmup_steps, 1)
+    decay = {
+        "linear": optax.linear_schedule(c.learning_rate, 0.0, decay_steps),
+        "constant": optax.constant_schedule(c.learning_rate),
+        "cosine": optax.cosine_decay_schedule(c.learning_rate, decay_steps),
+    }[c.schedule]
+    schedule = decay
+    if c.warmup_steps:
+        schedule = optax.join_schedules([optax.linear_schedule(0.0, c.learning_rate, c.warmup_steps), decay], [c.warmup_steps])
+    adam = optax.adamw(schedule, b1=c.b1, b2=c.b2, eps=c.eps, weight_decay=c.weight_decay)
+    tx = optax.chain(optax.clip_by_global_norm(c.grad_clip_norm), adam) if c.grad_clip_norm > 0 else adam
+    return tx, schedule
+
+
+def num_train_steps(config: ml_collections.ConfigDict) -> int:
+    if config.training.num_steps > 0:
+        return config.training.num_steps
+    return max(1, math.ceil(config.training.num_epochs * config.data.num_examples / config.training.global_batch_size))
+
+
+@dataclasses.dataclass
+class TrainSetup:
+    """Everything a run needs, built from the config; `step_fn(state, frozen, batch)`."""
+
+    config: ml_collections.ConfigDict
+    mesh: Mesh
+    model_config: Any
+    graphdef: Any
+    state: dict  # {"step", "params", "opt_state"}: what is trained and checkpointed
+    frozen: dict  # the rest of the model, not trained
+    schedule: optax.Schedule
+    num_steps: int
+    batch_sharding: NamedSharding
+    step_fn: Any
+    trace_count: list  # [n]: how many times the step was traced (compiled)
+
+    def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """Places a host batch [M, rows, L] on the mesh, rows split over (data, fsdp).
+
+        Every process holds the global batch here (the synthetic source is cheap and identical
+        everywhere); each device reads only its block.
+        """
+        return {
+            key: jax.make_array_from_callback(value.shape, self.batch_sharding, lambda index, v=value: v[index])
+            for key, value in batch.items()
+        }
+
+
+def setup(config: ml_collections.ConfigDict) -> TrainSetup:
+    validate_config(config)
+    mesh = build_mesh(config)
+    data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+    rows = config.training.global_batch_size // config.training.microbatches
+    if rows % data_parallel:
+        raise ConfigError(
+            f"config key 'training.global_batch_size': {rows} rows per microbatch "
+            f"(global_batch_size {config.training.global_batch_size} / microbatches {config.training.microbatches}) "
+            f"do not split over the {data_parallel} data-parallel devices (mesh data × fsdp)"
+        )
+    model = build_model(config, mesh)
+    trainable = nnx.LoRAParam if config.lora.enabled else nnx.Param
+    graphdef, params_state, frozen_state = nnx.split(model, trainable, ...)
+    params, frozen = nnx.to_pure_dict(params_state), nnx.to_pure_dict(frozen_state)
+    num_steps = num_train_steps(config)
+    tx, schedule = build_optimizer(config, num_steps)
+
+    replicated = NamedSharding(mesh, P())
+    param_shardings = jax.tree.map(lambda x: x.sharding, params)
+    frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
+    opt_shardings = optax.tree_map_params(
+        tx, lambda _, sharding: sharding, jax.eval_shape(tx.init, params), param_shardings,
+        transform_non_params=lambda _: replicated,
+    )
+    state_sharding = {"step": replicated, "params": param_shardings, "opt_state": opt_shardings}
+    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+    state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "params": params, "opt_state": opt_state}
+    batch_sharding = NamedSharding(mesh, P(None, ("data", "fsdp"), None))
+
+    trace_count = [0]
+    dropout_seed = config.training.seed
+    uses_dropout = config.lora.enabled and config.lora.dropout > 0
+
+    def loss_sum(params, frozen, batch, step):
+        model = nnx.merge(graphdef, params, frozen)
+        if uses_dropout:  # a fresh, reproducible dropout key per step
+            nnx.reseed(model, dropout=jax.random.fold_in(jax.random.key(dropout_seed), step))
+        logits = model(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+        weights = batch["weights"]
+        return -(token_log_probs(logits, batch["targets"]) * weights).sum(), weights.sum()
+
+    def train_step(state, frozen, batch):
+        trace_count[0] += 1
+        params = state["params"]
+
+        def accumulate(carry, microbatch):
+            grads_sum, loss_total, weight_total = carry
+            (loss, weight), grads = jax.value_and_grad(loss_sum, has_aux=True)(params, frozen, microbatch, state["step"])
+            grads_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_sum, grads)
+            return (grads_sum, loss_total + loss, weight_total + weight), None
+
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        (grads, loss, weight), _ = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), batch)
+        denominator = jnp.maximum(weight, 1.0)  # a batch with no weighted token changes nothing
+        grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, params)
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        new_params = optax.apply_updates(params, updates)
+        new_state = {"step": state["step"] + 1, "params": new_params, "opt_state": opt_state}
+        metrics = {
+            "loss": loss / denominator,
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(new_params),  # inf/nan here means the update broke the model
+            "weighted_tokens": weight,
+            "learning_rate": schedule(state["step"]),
+        }
+        return new_state, metrics
+
+    step_fn = jax.jit(
+        train_step,
+        in_shardings=(state_sharding, frozen_shardings, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0,),
+    )
+    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, schedule, num_steps, batch_sharding, step_fn, trace_count)
+
+
+def _run_metadata(config: ml_collections.ConfigDict, model_config) -> dict:
+    return {
+        "config": config.to_dict(),
+        "model": {"source": config.model.hf_checkpoint or config.model.preset, **model_config.to_dict()},
+        "lora": dataclasses.asdict(lora_config(config)) if config.lora.enabled else None,
+        "dataset": {"source": config.data.source, "version": "synthetic-1"},
+    }
+
+
+def _check_same_run(workdir: Path, saved: dict, config: ml_collections.ConfigDict) -> None:
+    current = config.to_dict()
+    for section in RESUME_MUST_MATCH:
+        for key, value in current[section].items():
+            old = saved["config"][section].get(key)
+            if old != value and not (isinstance(old, list) and tuple(old) == value):
+                raise TrainingError(
+                    f"workdir '{workdir}' holds checkpoints of a run with {section}.{key}={old!r}, but this config has {value!r}; "
+                    "resume with the same config or use a new workdir"
+                )
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Trains to `num_steps`, resuming from the latest checkpoint in `workdir`; returns a summary."""
+    workdir = Path(workdir)
+    run = setup(config)
+    is_main = jax.process_index() == 0
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep, async_save=config.checkpoint.async_save)
+    save_steps = set(checkpoint_steps(config, run.num_steps))
+    source = SyntheticSource(vocab_size=run.model_config.vocab_size, seq_len=config.data.seq_len,
+                             num_examples=config.data.num_examples, seed=config.training.seed)
+    meta = _run_metadata(config, run.model_config)
+
+    state, start = run.state, 0
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        _check_same_run(workdir, checkpointer.restore_meta(latest), config)
+        state, saved_meta = checkpointer.restore(latest, abstract_like(run.state))
+        source.set_state(saved_meta["data_state"])
+        start = int(state["step"])
+        logging.info("resumed from step %d of %d (%s)", start, run.num_steps, workdir)
+        if is_main:
+            print(f"resumed from step {start} of {run.num_steps}", flush=True)
+
+    devices = run.mesh.size
+    tokens_per_step = config.training.global_batch_size * config.data.seq_len
+    flops_per_step = train_flops_per_token(run.model_config, config.data.seq_len) * tokens_per_step
+    peak = peak_flops(jax.devices()[0].device_kind, run.model_config.dtype)
+    writer = MetricsWriter(workdir, enabled=is_main)
+    progress = None
+    if is_main and config.logging.progress_bar and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(total=run.num_steps, initial=start, desc="train", unit="step")
+
+    last_good = latest
+    last_metrics: dict = {}
+    window_start, window_steps = time.perf_counter(), 0
+    try:
+        with jax.set_mesh(run.mesh):
+            for step in range(start, run.num_steps):
+                batch = run.device_batch(source.next_batch(config.training.global_batch_size, config.training.microbatches))
+                state, metrics = run.step_fn(state, run.frozen, batch)
+                done = step + 1
+                window_steps += 1
+                must_check = done in save_steps or done % config.logging.every_steps == 0 or window_steps >= MAX_STEPS_IN_FLIGHT
+                if not must_check:
+                    continue
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}  # blocks on the step
+                step_time = (time.perf_counter() - window_start) / window_steps
+                window_start, window_steps = time.perf_counter(), 0
+                if not all(math.isfinite(values[k]) for k in ("loss", "grad_norm", "param_norm")):
+                    raise TrainingError(
+                        f"training diverged at step {done} (loss {values['loss']}, grad norm {values['grad_norm']}, "
+                        f"parameter norm {values['param_norm']}); stopped without saving it. "
+                        f"The last good checkpoint is {'step ' + str(last_good) if last_good else 'none'} in {workdir / 'checkpoints'}; "
+                        "lower optimizer.learning_rate or set optimizer.grad_clip_norm, then rerun"
+                    )
+                tokens_per_second = tokens_per_step / step_time
+                values.update(
+                    tokens_seen=done * tokens_per_step,
+                    step_time_s=step_time,
+                    tokens_per_s_per_device=tokens_per_second / devices,
+                    tflops_per_s_per_device=flops_per_step / step_time / devices / 1e12,
+                )
+                values["mfu"] = flops_per_step / step_time / devices / peak if peak else "n/a"
+                writer.write(done, values)
+                last_metrics = values
+                if progress is not None:
+                    progress.update(done - progress.n)
+                    progress.set_postfix(loss=f"{values['loss']:.4f}")
+                if done in save_steps:
+                    checkpointer.save(done, state, {**meta, "data_state": source.get_state()})
+                    last_good = done
+                if os.environ.get(KILL_AFTER_STEP_ENV) == str(done):
+                    checkpointer.wait()
+                    os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        checkpointer.wait()
+        saved_steps = checkpointer.all_steps()
+        checkpointer.close()
+        writer.close()
+        if progress is not None:
+            progress.close()
+    return {
+        "num_steps": run.num_steps,
+        "start_step": start,
+        "final_metrics": last_metrics,
+        "checkpoints": saved_steps,
+        "compilations": run.trace_count[0],
+    }
