@@ -35,9 +35,14 @@ test: $(VENV)/.dev-installed
 test-slow: $(VENV)/.dev-installed
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-# Forward+backward tokens/s of our model vs transformers' PyTorch model, same config, this host.
+# 1. Forward+backward tokens/s of our model vs transformers' PyTorch model, same config, this host.
+# 2. The real train step (full fine-tune, then LoRA): tokens/s/device and MFU, vs the bare forward+backward.
+#    On a GPU/TPU host: make bench BENCH_TRAIN_ARGS="--preset=qwen3_0p6b --seq_len=2048 --batch=16 --dtype=bfloat16"
+BENCH_TRAIN_ARGS ?= --preset=qwen3_small --seq_len=256 --batch=8
 bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.models.benchmark --preset=qwen3_small --batch=8 --seq_len=256
+	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS)
+	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -200,7 +200,10 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
             return (grads_sum, loss_total + loss, weight_total + weight), None
 
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-        (grads, loss, weight), _ = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), batch)
+        if batch["inputs"].shape[0] == 1:  # no accumulation: skip the loop (XLA CPU runs while-loops slowly)
+            (grads, loss, weight), _ = accumulate((zeros, 0.0, 0.0), jax.tree.map(lambda x: x[0], batch))
+        else:
+            (grads, loss, weight), _ = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), batch)
         denominator = jnp.maximum(weight, 1.0)  # a batch with no weighted token changes nothing
         grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, params)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
