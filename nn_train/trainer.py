@@ -250,6 +250,8 @@ def _check_same_run(workdir: Path, saved: dict, config: ml_collections.ConfigDic
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains to `num_steps`, resuming from the latest checkpoint in `workdir`; returns a summary."""
+    if "://" in str(workdir):
+        raise ConfigError(f"--workdir '{workdir}' is a URL; mount the bucket (e.g. gcsfuse) on every host and pass its local path")
     workdir = Path(workdir)
     run = setup(config)
     is_main = jax.process_index() == 0
