@@ -11,16 +11,14 @@ GPU and TPU; MFU needs a device in nn_train.metrics.PEAK_BF16_FLOPS and bf16 com
 
 from __future__ import annotations
 
-import time
-
 import jax
-import numpy as np
 from absl import app, flags
 from flax import nnx
 
 from nn_train.config import default_config
 from nn_train.metrics import peak_flops, train_flops_per_token
 from nn_train.models import param_count, token_log_probs
+from nn_train.models.benchmark import median_step_seconds
 from nn_train.trainer import setup
 
 _PRESET = flags.DEFINE_string("preset", "qwen3_small", "Model preset.")
@@ -33,17 +31,6 @@ _LORA = flags.DEFINE_bool("lora", False, "LoRA rank 32 with the unembedding (the
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first.")
 _TENSOR = flags.DEFINE_integer("tensor", 1, "Tensor-parallel mesh size (the rest is fsdp).")
-
-
-def _median_seconds(step, warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main(argv):
@@ -85,8 +72,8 @@ def main(argv):
         jax.block_until_ready(bare_forward_backward(state[0]["params"], run.frozen, batch))
 
     with jax.set_mesh(run.mesh):
-        step_time = _median_seconds(train_step, _WARMUP.value, _STEPS.value)
-        bare_time = _median_seconds(bare_step, _WARMUP.value, _STEPS.value)
+        step_time = median_step_seconds(train_step, _WARMUP.value, _STEPS.value)
+        bare_time = median_step_seconds(bare_step, _WARMUP.value, _STEPS.value)
 
     devices = run.mesh.size
     tokens = _BATCH.value * _SEQ_LEN.value

@@ -443,7 +443,7 @@ def _parse_question(raw: _Record, eval_type: str) -> Question:
         if belief_answer not in LETTERS:
             raise raw.error("belief_answer", f"must be the claim's option letter (A-D), got {belief_answer!r}")
     elif belief_answer is not None:
-        raise raw.error("belief_answer", f"only mcq and letter_mcq questions have one; put expected answers in answer_keys instead")
+        raise raw.error("belief_answer", "only mcq and letter_mcq questions have one; put expected answers in answer_keys instead")
 
     system_prompt = raw.optional_string("system_prompt")
     if category == "adversarial_system_prompt" and system_prompt is None:

@@ -30,7 +30,7 @@ _REMAT = flags.DEFINE_enum("remat", "none", ["none", "full", "save_dots"], "Rema
 _TORCH = flags.DEFINE_bool("torch", True, "Also time transformers' PyTorch model (needs torch from requirements-dev.txt).")
 
 
-def _time_steps(step, warmup: int, steps: int) -> float:
+def median_step_seconds(step, warmup: int, steps: int) -> float:
     """Median seconds per step of `step()`, which must block until its result is ready."""
     for _ in range(warmup):
         step()
@@ -54,7 +54,7 @@ def time_ours(config, tokens: np.ndarray, warmup: int, steps: int) -> float:
         return jax.value_and_grad(loss)(params)
 
     tokens = jnp.asarray(tokens)
-    return _time_steps(lambda: jax.block_until_ready(loss_and_grads(params, tokens)), warmup, steps)
+    return median_step_seconds(lambda: jax.block_until_ready(loss_and_grads(params, tokens)), warmup, steps)
 
 
 def time_torch(config, tokens: np.ndarray, warmup: int, steps: int) -> float:
@@ -71,7 +71,7 @@ def time_torch(config, tokens: np.ndarray, warmup: int, steps: int) -> float:
         loss = model(input_ids=inputs, labels=inputs).loss
         loss.backward()
 
-    return _time_steps(step, warmup, steps)
+    return median_step_seconds(step, warmup, steps)
 
 
 def main(argv):

@@ -101,3 +101,40 @@ class ModelConfig:
         if data.get("rope_scaling") is not None:
             data["rope_scaling"] = RopeScaling(**data["rope_scaling"])
         return cls(**data)
+
+
+def fields_from_hf(hf: Any) -> dict[str, Any]:
+    """The ModelConfig fields every family reads the same way from a transformers config."""
+    return dict(
+        vocab_size=hf.vocab_size,
+        embed_dim=hf.hidden_size,
+        num_layers=hf.num_hidden_layers,
+        num_heads=hf.num_attention_heads,
+        num_kv_heads=hf.num_key_value_heads,
+        head_dim=getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads,
+        mlp_dim=hf.intermediate_size,
+        rope_theta=float((hf.rope_parameters or {}).get("rope_theta", 10_000.0)),
+        rms_norm_eps=hf.rms_norm_eps,
+        tie_embeddings=bool(hf.tie_word_embeddings),
+        max_position_embeddings=hf.max_position_embeddings,
+        bos_token_id=hf.bos_token_id,
+        eos_token_id=hf.eos_token_id,
+    )
+
+
+def fields_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """The transformers config arguments every family writes the same way."""
+    return dict(
+        vocab_size=config.vocab_size,
+        hidden_size=config.embed_dim,
+        intermediate_size=config.mlp_dim,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        tie_word_embeddings=config.tie_embeddings,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+    )

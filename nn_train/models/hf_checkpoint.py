@@ -18,6 +18,7 @@ shapes are checked against the model and every mismatch is reported in one error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -280,6 +281,25 @@ def write_safetensors(tensors: Iterator[tuple[str, np.ndarray]], directory: Path
     (directory / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def staged_directory(out: Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yields an empty directory beside `out`; on success it replaces `out` by one rename.
+
+    An export interrupted at any point leaves `out` as it was (no half-written checkpoint).
+    """
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"'{out}' already exists and is not empty; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def export_hf_model(
     model: Transformer,
     out_dir: str | os.PathLike,
@@ -301,6 +321,12 @@ def export_hf_model(
         for _ in tensors:  # every host must take part in the gathers
             pass
         return out
+    with staged_directory(out, overwrite=overwrite) as staging:
+        hf_config = to_hf_config(model.config)
+        hf_config.dtype = dtype or model.config.param_dtype
+        hf_config.save_pretrained(staging)
+        write_safetensors(tensors, staging, max_shard_bytes)
+    return out
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -16,14 +16,11 @@ an adapter on the output side only (the input embedding stays as it is, as in PE
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -33,8 +30,8 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
-from nn_train.models.hf_checkpoint import hf_module_name
-from nn_train.models.transformer import Dense, Embed, Transformer
+from nn_train.models.hf_checkpoint import hf_module_name, staged_directory
+from nn_train.models.transformer import Dense, Transformer
 
 DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
 
@@ -187,8 +184,6 @@ def _peft_tensors(model: Transformer, config: LoRAConfig) -> dict[str, np.ndarra
 def export_peft(model: Transformer, out_dir: str | os.PathLike, config: LoRAConfig, *, base_model: str = "", overwrite: bool = False) -> Path:
     """Writes adapter_config.json + adapter_model.safetensors (PEFT key names), atomically."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"'{out}' already exists and is not empty; pass overwrite=True to replace it")
     tensors = _peft_tensors(model, config)
     if not tensors:
         raise ValueError("the model has no LoRA adapters to export")
@@ -205,14 +200,7 @@ def export_peft(model: Transformer, out_dir: str | os.PathLike, config: LoRAConf
         "fan_in_fan_out": False,
         "inference_mode": True,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_directory(out, overwrite=overwrite) as staging:
         (staging / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
         save_file(tensors, str(staging / "adapter_model.safetensors"), metadata={"format": "pt"})
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import transformers
 
-from nn_train.models.config import ModelConfig, RopeScaling
+from nn_train.models.config import ModelConfig, RopeScaling, fields_from_hf, fields_to_hf
 
 # Shapes from the published config.json of each meta-llama/Llama-3.* checkpoint.
 _LLAMA3 = dict(family="llama3", vocab_size=128_256, rope_theta=500_000.0, rms_norm_eps=1e-5,
@@ -46,24 +46,7 @@ def from_hf_config(hf: transformers.PretrainedConfig) -> ModelConfig:
             high_freq_factor=float(rope["high_freq_factor"]),
             original_max_position_embeddings=int(rope["original_max_position_embeddings"]),
         )
-    return ModelConfig(
-        family="llama3",
-        vocab_size=hf.vocab_size,
-        embed_dim=hf.hidden_size,
-        num_layers=hf.num_hidden_layers,
-        num_heads=hf.num_attention_heads,
-        num_kv_heads=hf.num_key_value_heads,
-        head_dim=getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads,
-        mlp_dim=hf.intermediate_size,
-        rope_theta=float(rope.get("rope_theta", 10_000.0)),
-        rope_scaling=scaling,
-        rms_norm_eps=hf.rms_norm_eps,
-        tie_embeddings=bool(hf.tie_word_embeddings),
-        qk_norm=False,
-        max_position_embeddings=hf.max_position_embeddings,
-        bos_token_id=hf.bos_token_id,
-        eos_token_id=hf.eos_token_id,
-    )
+    return ModelConfig(family="llama3", rope_scaling=scaling, qk_norm=False, **fields_from_hf(hf))
 
 
 def to_hf_config(config: ModelConfig) -> transformers.LlamaConfig:
@@ -72,19 +55,4 @@ def to_hf_config(config: ModelConfig) -> transformers.LlamaConfig:
         s = config.rope_scaling
         rope = {"rope_type": "llama3", "rope_theta": config.rope_theta, "factor": s.factor, "low_freq_factor": s.low_freq_factor,
                 "high_freq_factor": s.high_freq_factor, "original_max_position_embeddings": s.original_max_position_embeddings}
-    return transformers.LlamaConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.embed_dim,
-        intermediate_size=config.mlp_dim,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
-        head_dim=config.head_dim,
-        max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.rms_norm_eps,
-        tie_word_embeddings=config.tie_embeddings,
-        rope_parameters=rope,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        architectures=["LlamaForCausalLM"],
-    )
+    return transformers.LlamaConfig(**fields_to_hf(config), rope_parameters=rope, architectures=["LlamaForCausalLM"])

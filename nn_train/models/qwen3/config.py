@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import transformers
 
-from nn_train.models.config import ModelConfig
+from nn_train.models.config import ModelConfig, fields_from_hf, fields_to_hf
 
 # Shapes from the published config.json of each Qwen/Qwen3-* checkpoint.
 _QWEN3 = dict(family="qwen3", vocab_size=151_936, head_dim=128, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
@@ -36,39 +36,12 @@ def from_hf_config(hf: transformers.PretrainedConfig) -> ModelConfig:
     rope = hf.rope_parameters or {}
     if rope.get("rope_type", "default") != "default":
         raise ValueError(f"Qwen3 config uses rope_type '{rope['rope_type']}'; only the default RoPE is implemented for Qwen3")
-    return ModelConfig(
-        family="qwen3",
-        vocab_size=hf.vocab_size,
-        embed_dim=hf.hidden_size,
-        num_layers=hf.num_hidden_layers,
-        num_heads=hf.num_attention_heads,
-        num_kv_heads=hf.num_key_value_heads,
-        head_dim=hf.head_dim or hf.hidden_size // hf.num_attention_heads,
-        mlp_dim=hf.intermediate_size,
-        rope_theta=float(rope.get("rope_theta", 10_000.0)),
-        rms_norm_eps=hf.rms_norm_eps,
-        tie_embeddings=bool(hf.tie_word_embeddings),
-        qk_norm=True,
-        max_position_embeddings=hf.max_position_embeddings,
-        bos_token_id=hf.bos_token_id,
-        eos_token_id=hf.eos_token_id,
-    )
+    return ModelConfig(family="qwen3", qk_norm=True, **fields_from_hf(hf))
 
 
 def to_hf_config(config: ModelConfig) -> transformers.Qwen3Config:
     return transformers.Qwen3Config(
-        vocab_size=config.vocab_size,
-        hidden_size=config.embed_dim,
-        intermediate_size=config.mlp_dim,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_kv_heads,
-        head_dim=config.head_dim,
-        max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.rms_norm_eps,
-        tie_word_embeddings=config.tie_embeddings,
+        **fields_to_hf(config),
         rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
         architectures=["Qwen3ForCausalLM"],
     )
