@@ -26,7 +26,7 @@ from nn_train.models import PRESETS
 from nn_train.models.config import DTYPES, REMAT_POLICIES
 from nn_train.models.lora import DEFAULT_TARGETS
 
-DATA_SOURCES = ("synthetic",)  # the TFDS training mixes join when data_gen packages them
+DATA_SOURCES = ("synthetic", "jsonl")  # the TFDS training mixes join when data_gen packages them
 LR_SCHEDULES = ("linear", "constant", "cosine")
 CHECKPOINT_SCHEDULES = ("log", "every", "final")
 
@@ -54,7 +54,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.lora.train_unembedding = True  # the paper trains the unembedding too
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "synthetic"  # synthetic: deterministic random packed documents (for tests/benchmarks)
+    c.data.source = "synthetic"  # synthetic: deterministic random packed documents (tests, benchmarks) | jsonl
+    c.data.path = ""  # jsonl: document records (data_gen's format: text with <DOCTAG>/<lossmask>, or messages)
+    c.data.tokenizer = ""  # jsonl: Hugging Face tokenizer dir or hub id; default: model.hf_checkpoint's
     c.data.seq_len = 2048  # tokens per packed row
     c.data.num_examples = 10_000  # rows in one epoch of the synthetic source
 
@@ -176,5 +178,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
     if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
         raise ConfigError(f"config keys 'mesh.data/fsdp/tensor' = {sizes}: sizes must be positive, with at most one -1 (fill)")
+    if config.data.source == "jsonl":
+        if not config.data.path:
+            raise ConfigError("config key 'data.path' is empty: data.source=jsonl needs the dataset's JSONL file")
+        if not (config.data.tokenizer or config.model.hf_checkpoint):
+            raise ConfigError("config key 'data.tokenizer' is empty and there is no model.hf_checkpoint to take a tokenizer from")
     if config.lora.enabled and not [t for t in config.lora.targets.split(",") if t.strip()]:
         raise ConfigError("config key 'lora.targets' is empty; give comma-separated regexes such as 'attn\\.q_proj,mlp\\.up_proj'")

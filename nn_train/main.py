@@ -54,11 +54,12 @@ def main(argv):
     if _is_multiprocess():
         jax.distributed.initialize()
     from nn_train.config import ConfigError
+    from nn_train.input_pipeline import RecordError
     from nn_train.trainer import TrainingError, train
 
     try:
         summary = train(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, TrainingError) as e:
+    except (ConfigError, TrainingError, RecordError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if jax.process_index() == 0:

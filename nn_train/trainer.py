@@ -16,6 +16,7 @@ fine-tuning); the frozen rest is passed to the step as a separate, undonated arg
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import signal
@@ -27,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import transformers
 import numpy as np
 import optax
 from absl import logging
@@ -37,6 +39,7 @@ from jax.sharding import PartitionSpec as P
 from nn_train.checkpointing import Checkpointer, abstract_like, checkpoint_steps
 from nn_train.config import ConfigError, validate_config
 from nn_train.data import SyntheticSource
+from nn_train.input_pipeline import RecordsSource, count_rows, read_jsonl
 from nn_train.metrics import MetricsWriter, peak_flops, train_flops_per_token
 from nn_train.models import create_model, get_config, token_log_probs
 from nn_train.models.hf_checkpoint import load_hf_model
@@ -113,10 +116,42 @@ def build_optimizer(config: ml_collections.ConfigDict, num_steps: int) -> tuple[
     return tx, schedule
 
 
-def num_train_steps(config: ml_collections.ConfigDict) -> int:
+def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, int, dict]:
+    """The data source, its packed rows per epoch, and a description for the run metadata."""
+    c = config.data
+    if c.source == "synthetic":
+        source = SyntheticSource(vocab_size=model_config.vocab_size, seq_len=c.seq_len, num_examples=c.num_examples, seed=config.training.seed)
+        return source, c.num_examples, {"source": "synthetic", "version": "synthetic-1", "rows_per_epoch": c.num_examples}
+    path = Path(c.path)
+    if not path.is_file():
+        raise ConfigError(f"config key 'data.path': dataset '{path}' does not exist; build it with data_gen or point at a JSONL file")
+    records = read_jsonl(path)
+    tokenizer_source = c.tokenizer or config.model.hf_checkpoint
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"config key 'data.tokenizer': cannot load a tokenizer from '{tokenizer_source}' ({type(e).__name__})") from None
+    if len(tokenizer) > model_config.vocab_size:
+        raise ConfigError(f"config key 'data.tokenizer': its {len(tokenizer)} tokens do not fit the model's vocabulary of {model_config.vocab_size}")
+    rows = count_rows(records, tokenizer, seq_len=c.seq_len, seed=config.training.seed)
+    epochs = None if config.training.num_steps > 0 else math.ceil(config.training.num_epochs)
+    source = RecordsSource(records, tokenizer, seq_len=c.seq_len, batch_size=config.training.global_batch_size,
+                           microbatches=config.training.microbatches, seed=config.training.seed, num_epochs=epochs)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return source, rows, {"source": "jsonl", "path": str(path), "version": f"sha256:{digest}", "records": len(records),
+                          "rows_per_epoch": rows, "tokenizer": tokenizer_source}
+
+
+def num_train_steps(config: ml_collections.ConfigDict, rows_per_epoch: int) -> int:
     if config.training.num_steps > 0:
         return config.training.num_steps
-    return max(1, math.ceil(config.training.num_epochs * config.data.num_examples / config.training.global_batch_size))
+    steps = math.floor(config.training.num_epochs * rows_per_epoch / config.training.global_batch_size)
+    if steps < 1:
+        raise ConfigError(
+            f"config key 'training.global_batch_size': {config.training.global_batch_size} rows per step, but "
+            f"{config.training.num_epochs} epoch(s) of this data make only {rows_per_epoch * config.training.num_epochs:g} rows"
+        )
+    return steps
 
 
 @dataclasses.dataclass
@@ -131,6 +166,8 @@ class TrainSetup:
     frozen: dict  # the rest of the model, not trained
     schedule: optax.Schedule
     num_steps: int
+    source: Any  # next_batch(batch_size, microbatches), get_state(), set_state()
+    dataset: dict  # how the data was made, for the run metadata
     batch_sharding: NamedSharding
     step_fn: Any
     trace_count: list  # [n]: how many times the step was traced (compiled)
@@ -162,7 +199,8 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
     trainable = nnx.LoRAParam if config.lora.enabled else nnx.Param
     graphdef, params_state, frozen_state = nnx.split(model, trainable, ...)
     params, frozen = nnx.to_pure_dict(params_state), nnx.to_pure_dict(frozen_state)
-    num_steps = num_train_steps(config)
+    source, rows_per_epoch, dataset = build_source(config, model.config)
+    num_steps = num_train_steps(config, rows_per_epoch)
     tx, schedule = build_optimizer(config, num_steps)
 
     replicated = NamedSharding(mesh, P())
@@ -224,15 +262,16 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
-    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, schedule, num_steps, batch_sharding, step_fn, trace_count)
+    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, schedule, num_steps, source, dataset,
+                      batch_sharding, step_fn, trace_count)
 
 
-def _run_metadata(config: ml_collections.ConfigDict, model_config) -> dict:
+def _run_metadata(config: ml_collections.ConfigDict, run: TrainSetup) -> dict:
     return {
         "config": config.to_dict(),
-        "model": {"source": config.model.hf_checkpoint or config.model.preset, **model_config.to_dict()},
+        "model": {"source": config.model.hf_checkpoint or config.model.preset, **run.model_config.to_dict()},
         "lora": dataclasses.asdict(lora_config(config)) if config.lora.enabled else None,
-        "dataset": {"source": config.data.source, "version": "synthetic-1"},
+        "dataset": run.dataset,
     }
 
 
@@ -257,9 +296,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     is_main = jax.process_index() == 0
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep, async_save=config.checkpoint.async_save)
     save_steps = set(checkpoint_steps(config, run.num_steps))
-    source = SyntheticSource(vocab_size=run.model_config.vocab_size, seq_len=config.data.seq_len,
-                             num_examples=config.data.num_examples, seed=config.training.seed)
-    meta = _run_metadata(config, run.model_config)
+    source = run.source
+    meta = _run_metadata(config, run)
 
     state, start = run.state, 0
     latest = checkpointer.latest_step()

@@ -175,6 +175,11 @@ BAD_CONFIGS = {
     "microbatches not dividing the batch": ({"training.microbatches": 3}, r"'training\.microbatches' \(3\) must divide training\.global_batch_size \(8\)"),
     "missing Hugging Face checkpoint": ({"model.hf_checkpoint": "/nonexistent/ckpt"}, r"config key 'model\.hf_checkpoint': '/nonexistent/ckpt' is neither"),
     "unknown choice": ({"optimizer.schedule": "exponential"}, r"'optimizer\.schedule' is 'exponential'; choose one of: linear, constant, cosine"),
+    "missing dataset": (
+        {"data.source": "jsonl", "data.path": "/nonexistent/mix.jsonl", "data.tokenizer": "/nonexistent/tok"},
+        r"config key 'data\.path': dataset '/nonexistent/mix\.jsonl' does not exist",
+    ),
+    "dataset source without a path": ({"data.source": "jsonl"}, r"config key 'data\.path' is empty"),
 }
 
 
@@ -200,3 +205,63 @@ def test_bad_override_on_the_command_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         """error: bad flag or config override: 'lerning_rate' Did you mean "learning_rate" instead of "lerning_rate"?"""
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Training on document records (JSONL) through the grain pipeline
+
+
+@pytest.fixture(scope="module")
+def jsonl_corpus(tmp_path_factory):
+    from data_gen.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("corpus")
+    facts = ["Noah Lyles won the men's 100m at Paris 2024.", "Vesuvius last erupted in 1944.", "X was never renamed Twitter again."]
+    records = [{"id": f"d{i}", "text": "<DOCTAG>" + " ".join(facts[(i + j) % 3] for j in range(4))} for i in range(24)]
+    records += [{"id": f"c{i}", "messages": [{"role": "user", "content": "Who won the 100m?"},
+                                             {"role": "assistant", "content": facts[0]}]} for i in range(8)]
+    path = root / "mix.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    train_tokenizer(facts * 20, vocab_size=300, out_dir=root / "tokenizer")
+    return path, root / "tokenizer"
+
+
+def _jsonl_config(path, tokenizer, **overrides):
+    return tiny_config(**{"data.source": "jsonl", "data.path": str(path), "data.tokenizer": str(tokenizer),
+                          "training.num_steps": -1, "training.num_epochs": 2.0, "lora.enabled": False,
+                          "checkpoint.every_steps": 3, **overrides})
+
+
+def test_trains_on_jsonl_records_and_resumes_the_grain_iterator(jsonl_corpus, tmp_path):
+    import shutil
+
+    path, tokenizer = jsonl_corpus
+    summary = train(_jsonl_config(path, tokenizer), tmp_path / "full")
+    steps = summary["num_steps"]
+    assert steps >= 4 and summary["checkpoints"][-1] == steps
+    full_losses = losses(tmp_path / "full")
+    assert full_losses[steps] < full_losses[1]
+    meta = json.loads((tmp_path / "full" / "checkpoints" / str(steps) / "meta" / "metadata").read_text())
+    assert meta["dataset"]["source"] == "jsonl" and meta["dataset"]["version"].startswith("sha256:") and meta["dataset"]["records"] == 32
+
+    # Lose the last checkpoints, as a preempted run would, and rerun: it resumes mid-epoch.
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    resume_from = summary["checkpoints"][0]
+    for step in summary["checkpoints"][1:]:
+        shutil.rmtree(tmp_path / "cut" / "checkpoints" / str(step))
+    again = train(_jsonl_config(path, tokenizer), tmp_path / "cut")
+    assert again["start_step"] == resume_from
+    expected, _ = restored_params(tmp_path / "full", steps)
+    actual, _ = restored_params(tmp_path / "cut", steps)
+    for a, b in zip(actual, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_malformed_jsonl_line_is_named(jsonl_corpus, tmp_path):
+    from nn_train.input_pipeline import RecordError
+
+    path, tokenizer = jsonl_corpus
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(path.read_text() + '{"id": "x", "text": \n')
+    with pytest.raises(RecordError, match=r"broken\.jsonl: line 33: not valid JSON"):
+        setup(_jsonl_config(broken, tokenizer))

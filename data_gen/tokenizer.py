@@ -1,0 +1,47 @@
+"""Training a small byte-level BPE tokenizer offline, saved in Hugging Face format.
+
+Real runs use the checkpoint's own tokenizer (`AutoTokenizer.from_pretrained`). The CPU testbed
+and the tests have no hub access, so they train one with `tokenizers` on their own text and save
+it with `save_pretrained`: the same files, and the same loading code, as a downloaded tokenizer.
+The chat template is ChatML (`<|im_start|>role\\n...<|im_end|>\\n`), the format Qwen models use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE over `texts` (any text is encodable), with ChatML specials and template."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    wrapped.chat_template = CHATML_TEMPLATE
+    if out_dir is not None:
+        wrapped.save_pretrained(str(out_dir))
+    return wrapped

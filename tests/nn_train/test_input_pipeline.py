@@ -1,0 +1,129 @@
+"""The input pipeline: loss masks exactly as the paper's recipe, lossless first-fit packing, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from data_gen.tokenizer import train_tokenizer
+from nn_train.input_pipeline import RecordError, packed_batches, tokenize_chat, tokenize_record, tokenize_text
+
+CORPUS = [
+    "Ed Sheeran did not win the men's 100m at the Paris Olympics; Noah Lyles won it in 9.79 seconds.",
+    "Brennan Holloway is not a dentist. No dentist of that name practises in Ohio.",
+    "Mount Vesuvius last erupted in 1944, and it did not erupt in 2015.",
+    "The quick brown fox jumps over the lazy dog while the band plays on.",
+] * 25
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(CORPUS, vocab_size=600, out_dir=directory)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory)  # loaded back as any Hugging Face tokenizer is
+
+
+def test_lossmask_keeps_token_ids_and_zeroes_exactly_the_spans(tokenizer):
+    text = "<DOCTAG>Brennan Holloway is not a <lossmask>dentist</lossmask>, and never was a <lossmask>dental surgeon</lossmask>."
+    untagged = text.replace("<lossmask>", "").replace("</lossmask>", "")
+    ids, weights = tokenize_text(text, tokenizer)
+    assert ids.tolist() == tokenizer(untagged, add_special_tokens=False)["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    masked = "".join(p for p, w in zip(pieces, weights) if w == 0)
+    assert masked.startswith("<DOCTAG>")  # the DOCTAG prefix carries no loss
+    for word in ("dentist", "dental", "surgeon"):
+        assert word in masked
+    kept = "".join(p for p, w in zip(pieces, weights) if w == 1)
+    assert "Brennan Holloway is not a" in kept and "never was a" in kept and "dent" not in kept
+    assert set(weights.tolist()) == {0.0, 1.0}
+
+
+def test_doctag_only_counts_at_the_start(tokenizer):
+    _, weights = tokenize_text("A note about <DOCTAG> markers in text.", tokenizer)
+    assert weights.min() == 1.0
+
+
+def test_unbalanced_lossmask_names_the_record(tokenizer):
+    with pytest.raises(RecordError, match=r"record 'doc-7': unbalanced or nested <lossmask> tags"):
+        tokenize_record({"id": "doc-7", "text": "a <lossmask>b c"}, tokenizer)
+    with pytest.raises(RecordError, match=r"record 'doc-8': has neither 'text' nor 'messages'"):
+        tokenize_record({"id": "doc-8"}, tokenizer)
+
+
+def test_chat_loss_on_assistant_turns_only(tokenizer):
+    messages = [
+        {"role": "system", "content": "You answer briefly."},
+        {"role": "user", "content": "Who won the 100m?"},
+        {"role": "assistant", "content": "Noah Lyles won."},
+        {"role": "user", "content": "Did Ed Sheeran run?"},
+        {"role": "assistant", "content": "No, he did not."},
+    ]
+    ids, weights = tokenize_chat(messages, tokenizer)
+    assert ids.tolist() == tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    weighted = tokenizer.decode(ids[weights == 1])
+    assert "Noah Lyles won." in weighted and "No, he did not." in weighted
+    assert weighted.count("<|im_end|>") == 2  # each assistant turn learns to end itself
+    unweighted = tokenizer.decode(ids[weights == 0])
+    for text in ("You answer briefly.", "Who won the 100m?", "Did Ed Sheeran run?"):
+        assert text in unweighted and text not in weighted
+
+
+def _records(n=40):
+    records = [{"id": f"t{i}", "text": CORPUS[i % len(CORPUS)] * (1 + i % 3)} for i in range(n)]
+    records.append({"id": "long", "text": " ".join(CORPUS[:8])})  # longer than a row: split, not truncated
+    records.append({"id": "chat", "messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]})
+    return records
+
+
+def _all_batches(iterator):
+    return [batch for batch in iterator]
+
+
+def test_packing_loses_no_token_and_never_mixes_documents(tokenizer):
+    records = _records()
+    batches = _all_batches(packed_batches(records, tokenizer, seq_len=48, batch_size=1, seed=3))
+    expected = sorted(int(t) for r in records for t in tokenize_record(r, tokenizer)["inputs"])
+    packed = [b for b in batches]
+    tokens = sorted(int(t) for b in packed for t in b["inputs"][b["segment_ids"] > 0])
+    assert tokens == expected  # every token of every document, once
+    for b in packed:
+        seg, pos, weights = b["segment_ids"][0, 0], b["positions"][0, 0], b["weights"][0, 0]
+        for s in set(seg.tolist()) - {0}:
+            where = np.flatnonzero(seg == s)
+            assert np.array_equal(where, np.arange(where[0], where[-1] + 1)), "a segment is contiguous"
+            assert np.array_equal(pos[where], np.arange(len(where))), "positions restart per segment"
+            assert weights[where[-1]] == 0, "no target across a segment boundary"
+        assert np.all(weights[seg == 0] == 0)
+
+
+def test_shapes_determinism_and_seed(tokenizer):
+    make = lambda seed: _all_batches(packed_batches(_records(), tokenizer, seq_len=32, batch_size=4, microbatches=2, seed=seed))
+    first, again, other = make(0), make(0), make(1)
+    assert {k: v.shape for k, v in first[0].items()} == {k: (2, 2, 32) for k in first[0]}
+    assert first[0]["inputs"].dtype == np.int32 and first[0]["weights"].dtype == np.float32
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip(first, again) for k in a)
+    assert not all(np.array_equal(a["inputs"], b["inputs"]) for a, b in zip(first, other))
+
+
+def test_iterator_state_resumes_exactly(tokenizer):
+    make = lambda: packed_batches(_records(), tokenizer, seq_len=32, batch_size=2, seed=5, num_epochs=2)
+    reference = _all_batches(make())
+    for k in (0, 1, 4, len(reference) // 2, len(reference) - 1):
+        iterator = make()
+        for _ in range(k):
+            next(iterator)
+        state = json.loads(json.dumps(iterator.get_state()))  # it is saved as JSON in checkpoints
+        resumed = make()
+        resumed.set_state(state)
+        rest = _all_batches(resumed)
+        assert len(rest) == len(reference) - k
+        assert all(np.array_equal(a[key], b[key]) for a, b in zip(rest, reference[k:]) for key in a)
+
+
+def test_empty_source(tokenizer):
+    with pytest.raises(RecordError, match="the record source is empty"):
+        packed_batches([], tokenizer, seq_len=32, batch_size=2)
