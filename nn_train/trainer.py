@@ -50,9 +50,11 @@ from nn_train.sharding import make_mesh, state_shardings
 # Block on a result at least this often: XLA's CPU collectives deadlock when hundreds of steps
 # are enqueued on fake devices, and a bounded queue keeps step times honest everywhere.
 MAX_STEPS_IN_FLIGHT = 32
-# Fault injection for resume tests: SIGKILL this process right after this step (and its
-# checkpoint saves) completes — a real kill -9 at a known point.
+# Fault injection for resume tests: SIGKILL this process right after this step completes — a
+# real kill -9 at a known point — once its checkpoint is on disk, or, with the second variable
+# set, while that checkpoint may still be being written.
 KILL_AFTER_STEP_ENV = "NN_TRAIN_KILL_AFTER_STEP"
+KILL_DURING_SAVE_ENV = "NN_TRAIN_KILL_DURING_SAVE"
 # Config sections that must match between a workdir's checkpoints and a run resuming from them.
 RESUME_MUST_MATCH = ("model", "lora", "data")
 
@@ -361,7 +363,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                     checkpointer.save(done, state, {**meta, "data_state": source.get_state()})
                     last_good = done
                 if os.environ.get(KILL_AFTER_STEP_ENV) == str(done):
-                    checkpointer.wait()
+                    if not os.environ.get(KILL_DURING_SAVE_ENV):
+                        checkpointer.wait()
                     os.kill(os.getpid(), signal.SIGKILL)
     finally:
         checkpointer.wait()

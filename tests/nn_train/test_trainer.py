@@ -21,7 +21,7 @@ from flax import nnx
 from nn_train.config import ConfigError
 from nn_train.data import targets_and_weights
 from nn_train.models import create_model, get_config
-from nn_train.trainer import KILL_AFTER_STEP_ENV, TrainingError, setup, train
+from nn_train.trainer import KILL_AFTER_STEP_ENV, KILL_DURING_SAVE_ENV, TrainingError, setup, train
 from tests.nn_train.hf_oracle import REPO_ROOT
 
 CONFIG_FILE = REPO_ROOT / "configs" / "train" / "cpu_tiny_lora.py"
@@ -70,18 +70,25 @@ def test_step_compiles_once_and_checkpoints_on_schedule(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def _run_cli(workdir, *, kill_after=None):
-    env = {k: v for k, v in os.environ.items() if k != KILL_AFTER_STEP_ENV}
+def _run_cli(workdir, *, kill_after=None, during_save=False):
+    env = {k: v for k, v in os.environ.items() if k not in (KILL_AFTER_STEP_ENV, KILL_DURING_SAVE_ENV)}
     if kill_after is not None:
         env[KILL_AFTER_STEP_ENV] = str(kill_after)
+    if during_save:
+        env[KILL_DURING_SAVE_ENV] = "1"
     command = [sys.executable, "-m", "nn_train.main", f"--config={CONFIG_FILE}", f"--workdir={workdir}",
                "--config.data.seq_len=32", "--config.training.num_steps=10"]
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_kill_9_then_rerun_resumes_exactly(tmp_path):
-    train(tiny_config(**{"training.num_steps": 10}), tmp_path / "uninterrupted")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    train(tiny_config(**{"training.num_steps": 10}), workdir)
+    return workdir
 
+
+def test_kill_9_then_rerun_resumes_exactly(tmp_path, uninterrupted):
     killed = _run_cli(tmp_path / "resumed", kill_after=7)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir() if p.name.isdigit()) == ["5"]
@@ -89,15 +96,28 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resumed from step 5 of 10" in rerun.stdout
 
-    expected, expected_state = restored_params(tmp_path / "uninterrupted", 10)
-    actual, actual_state = restored_params(tmp_path / "resumed", 10)
+    expected, _ = restored_params(uninterrupted, 10)
+    actual, _ = restored_params(tmp_path / "resumed", 10)
     assert len(actual) == len(expected) > 0
     for a, b in zip(actual, expected):
         np.testing.assert_array_equal(a, b)  # bitwise
     # No batch skipped or replayed: the same losses at every step, the same data position.
-    assert losses(tmp_path / "resumed") == losses(tmp_path / "uninterrupted")
-    meta = [json.loads((tmp_path / run / "checkpoints" / "10" / "meta" / "metadata").read_text()) for run in ("resumed", "uninterrupted")]
+    assert losses(tmp_path / "resumed") == losses(uninterrupted)
+    meta = [json.loads((run / "checkpoints" / "10" / "meta" / "metadata").read_text()) for run in (tmp_path / "resumed", uninterrupted)]
     assert meta[0]["data_state"] == meta[1]["data_state"] == {"position": 80}
+
+
+def test_kill_9_while_a_checkpoint_is_being_written(tmp_path, uninterrupted):
+    # Killed right after step 5's save was issued: whatever Orbax had written, the rerun finds a
+    # readable latest checkpoint (step 5 if it was committed, else none) and ends identical.
+    killed = _run_cli(tmp_path, kill_after=5, during_save=True)
+    assert killed.returncode == -9
+    rerun = _run_cli(tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    expected, _ = restored_params(uninterrupted, 10)
+    actual, _ = restored_params(tmp_path, 10)
+    for a, b in zip(actual, expected):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_lora_run_changes_only_the_adapters():
