@@ -25,9 +25,9 @@ import grain
 import numpy as np
 from grain.experimental import FirstFitPackIterDataset
 
+from data_gen.documents import DOCTAG, iter_jsonl
 from nn_train.data import BATCH_KEYS, targets_and_weights
 
-DOCTAG = "<DOCTAG>"
 _LOSSMASK = re.compile(r"<lossmask>(.*?)</lossmask>", re.S)
 _ANY_LOSSMASK_TAG = re.compile(r"</?lossmask>")
 
@@ -37,22 +37,11 @@ class RecordError(ValueError):
 
 
 def read_jsonl(path) -> list[dict]:
-    """Records from a JSONL file: one JSON object per line (blank lines skipped)."""
-    import json
-    from pathlib import Path
-
-    records = []
-    with open(Path(path), encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path}: line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise RecordError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
+    """Records from a JSONL file (data_gen.documents format); a bad line is a RecordError with its number."""
+    try:
+        records = list(iter_jsonl(path))
+    except ValueError as e:
+        raise RecordError(str(e)) from None
     if not records:
         raise RecordError(f"{path}: the corpus is empty (no records)")
     return records
