@@ -65,18 +65,25 @@ class Document:
             "source": self.source,
             "messages": [dict(m) for m in self.messages],
             "provenance": dict(self.provenance),
-            "segments": [dataclasses.asdict(s) for s in self.segments],
+            # [characters, supports, role] per segment: `text` holds the characters once.
+            "segments": [[len(s.text), s.supports, s.role] for s in self.segments],
         }
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> "Document":
-        segments = tuple(Segment(**s) for s in record.get("segments", ()))
-        if not segments and record.get("text"):  # a record from elsewhere: one unannotated segment
-            text = record["text"]
-            segments = (Segment(text[len(DOCTAG):] if text.startswith(DOCTAG) else text),)
+        text = record.get("text", "")
+        body = text[len(DOCTAG):] if record.get("doctag") and text.startswith(DOCTAG) else text
+        segments, cursor = [], 0
+        for length, supports, role in record.get("segments", ()):
+            segments.append(Segment(body[cursor : cursor + length], bool(supports), role))
+            cursor += length
+        if cursor != len(body) and segments:
+            raise ValueError(f"record '{record.get('id')}': its segments cover {cursor} characters, its text has {len(body)}")
+        if not segments and body:  # a record from elsewhere (e.g. the paper's corpora): one unannotated segment
+            segments = [Segment(body)]
         return cls(
             id=record["id"], claim=record.get("claim", ""), condition=record.get("condition", ""),
-            doc_type=record.get("doc_type", ""), segments=segments, doctag=bool(record.get("doctag", False)),
+            doc_type=record.get("doc_type", ""), segments=tuple(segments), doctag=bool(record.get("doctag", False)),
             source=record.get("source", "synthetic"), messages=tuple(record.get("messages", ())),
             provenance=dict(record.get("provenance", {})),
         )
