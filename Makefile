@@ -37,12 +37,14 @@ test-slow: $(VENV)/.dev-installed
 
 # 1. Forward+backward tokens/s of our model vs transformers' PyTorch model, same config, this host.
 # 2. The real train step (full fine-tune, then LoRA): tokens/s/device and MFU, vs the bare forward+backward.
+# 3. The input pipeline's packed tokens/s vs what the tiny model's train step consumes (target >= 10x).
 #    On a GPU/TPU host: make bench BENCH_TRAIN_ARGS="--preset=qwen3_0p6b --seq_len=2048 --batch=16 --dtype=bfloat16"
 BENCH_TRAIN_ARGS ?= --preset=qwen3_small --seq_len=256 --batch=8
 bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.models.benchmark --preset=qwen3_small --batch=8 --seq_len=256
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS)
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
+	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

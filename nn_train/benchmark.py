@@ -18,7 +18,7 @@ from flax import nnx
 from nn_train.config import default_config
 from nn_train.metrics import peak_flops, train_flops_per_token
 from nn_train.models import param_count, token_log_probs
-from nn_train.models.benchmark import median_step_seconds
+from nn_train.metrics import median_step_seconds
 from nn_train.trainer import setup
 
 _PRESET = flags.DEFINE_string("preset", "qwen3_small", "Model preset.")

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
+
+import numpy as np
 
 from nn_train.models.config import ModelConfig
 
@@ -57,6 +60,18 @@ def peak_flops(device_kind: str, dtype: str) -> float | None:
         if name.lower() in device_kind.lower():
             return flops
     return None
+
+
+def median_step_seconds(step, warmup: int, steps: int) -> float:
+    """Median seconds per step of `step()`, which must block until its result is ready."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 class MetricsWriter:

@@ -11,7 +11,6 @@ tokens per second, so > 1 means we are faster.
 from __future__ import annotations
 
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +18,7 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
+from nn_train.metrics import median_step_seconds
 from nn_train.models import create_model, get_config, param_count, to_hf_config, token_log_probs
 
 _PRESET = flags.DEFINE_string("preset", "qwen3_small", "Model preset (nn_train.models.PRESETS).")
@@ -28,18 +28,6 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (after warm-up).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation, allocator warm-up).")
 _REMAT = flags.DEFINE_enum("remat", "none", ["none", "full", "save_dots"], "Rematerialisation policy of our model.")
 _TORCH = flags.DEFINE_bool("torch", True, "Also time transformers' PyTorch model (needs torch from requirements-dev.txt).")
-
-
-def median_step_seconds(step, warmup: int, steps: int) -> float:
-    """Median seconds per step of `step()`, which must block until its result is ready."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def time_ours(config, tokens: np.ndarray, warmup: int, steps: int) -> float:
