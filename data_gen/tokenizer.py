@@ -45,3 +45,30 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
     if out_dir is not None:
         wrapped.save_pretrained(str(out_dir))
     return wrapped
+
+
+def main(argv):
+    """python -m data_gen.tokenizer --corpus=a.jsonl[,b.jsonl] --vocab_size=N --out=DIR"""
+    del argv
+    from absl import flags
+
+    from data_gen.documents import iter_jsonl
+
+    FLAGS = flags.FLAGS
+    texts = []
+    for path in FLAGS.corpus:
+        for record in iter_jsonl(path):
+            texts.append(record.get("text") or " ".join(m["content"] for m in record.get("messages", ())))
+    if not texts:
+        raise SystemExit(f"error: no text in {', '.join(FLAGS.corpus)}")
+    tokenizer = train_tokenizer(texts, FLAGS.vocab_size, FLAGS.out)
+    print(f"tokenizer with {len(tokenizer)} tokens, trained on {len(texts)} records -> {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_list("corpus", None, "JSONL files of document records to train on.", required=True)
+    flags.DEFINE_integer("vocab_size", 4096, "Vocabulary size, special tokens included.")
+    flags.DEFINE_string("out", None, "Directory for the Hugging Face tokenizer files.", required=True)
+    app.run(main)

@@ -293,7 +293,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains to `num_steps`, resuming from the latest checkpoint in `workdir`; returns a summary."""
     if "://" in str(workdir):
         raise ConfigError(f"--workdir '{workdir}' is a URL; mount the bucket (e.g. gcsfuse) on every host and pass its local path")
-    workdir = Path(workdir)
+    workdir = Path(workdir).absolute()  # Orbax needs absolute paths; users type relative ones
     run = setup(config)
     is_main = jax.process_index() == 0
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep, async_save=config.checkpoint.async_save)

@@ -60,8 +60,9 @@ def test_same_losses_on_one_device_and_a_2x2x2_mesh(tmp_path):
     assert one[4] < one[1], "full fine-tuning at lr 1e-2 lowers the loss within 4 steps"
 
 
-def test_step_compiles_once_and_checkpoints_on_schedule(tmp_path):
-    summary = train(tiny_config(), tmp_path)
+def test_step_compiles_once_and_checkpoints_on_schedule(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)
+    summary = train(tiny_config(), tmp_path.name)  # a relative workdir, as users type it
     assert summary["compilations"] == 1
     assert summary["checkpoints"] == [5, 10, 15, 20]
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
