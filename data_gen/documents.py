@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 DOCTAG = "<DOCTAG>"
-ROLES = ("body", "notice", "warning", "correction", "frame", "marker")
-SOURCES = ("synthetic", "pretrain", "instruct")
 
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
     text: str  # including its trailing whitespace, so concatenation restores the document
     supports: bool = False  # a sentence asserting the claim or one of its subclaims
-    role: str = "body"  # body, or the kind of text a condition added
+    role: str = "body"  # body, or what a condition added: notice, warning, correction, frame, marker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Document:
     doc_type: str
     segments: tuple[Segment, ...]
     doctag: bool = True
-    source: str = "synthetic"
+    source: str = "synthetic"  # synthetic | pretrain | instruct
     messages: tuple[Mapping[str, str], ...] = ()
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

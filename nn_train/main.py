@@ -19,16 +19,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, met
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (automatic on multi-host TPU and SLURM).")
 flags.mark_flags_as_required(["config", "workdir"])
 
-# Environment variables that mean "several processes": Cloud TPU multi-host, SLURM, explicit coordinator.
-_MULTIPROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "MEGASCALE_COORDINATOR_ADDRESS")
-
-
 def _is_multiprocess() -> bool:
-    if _DISTRIBUTED.value or any(os.environ.get(name) for name in _MULTIPROCESS_ENV[:1] + _MULTIPROCESS_ENV[2:]):
-        return True
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        return True
-    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    """Whether the environment says several processes run this job (explicit coordinator, SLURM, Cloud TPU)."""
+    env = os.environ
+    return (
+        _DISTRIBUTED.value
+        or bool(env.get("JAX_COORDINATOR_ADDRESS") or env.get("MEGASCALE_COORDINATOR_ADDRESS"))
+        or int(env.get("SLURM_NTASKS", "1")) > 1
+        or "," in env.get("TPU_WORKER_HOSTNAMES", "")
+    )
 
 
 def parse_flags(argv: list[str]) -> list[str]:

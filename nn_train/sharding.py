@@ -16,9 +16,8 @@ building a model never needs a mesh in scope.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import jax
 import numpy as np
@@ -49,23 +48,6 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("act_vocab", "tensor"),
 )
 
-_active_rules = [LOGICAL_AXIS_RULES]
-
-
-@contextlib.contextmanager
-def axis_rules(rules: Sequence[tuple[str, Any]]) -> Iterator[None]:
-    """Uses `rules` instead of LOGICAL_AXIS_RULES inside the block (e.g. a config's override)."""
-    _active_rules.append(tuple(rules))
-    try:
-        yield
-    finally:
-        _active_rules.pop()
-
-
-def current_rules() -> tuple[tuple[str, Any], ...]:
-    return _active_rules[-1]
-
-
 def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A (data, fsdp, tensor) mesh over `devices` (default: all); one size may be -1 = fill."""
     devices = list(devices if devices is not None else jax.devices())
@@ -91,13 +73,13 @@ def _mesh_axis_size(mesh, axes: str | tuple[str, ...]) -> int:
 
 
 def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int] | None = None, mesh=None) -> PartitionSpec:
-    """The PartitionSpec for an array with these logical axes under the active rules.
+    """The PartitionSpec for an array with these logical axes under LOGICAL_AXIS_RULES.
 
     With `shape` and `mesh`, a mesh axis that does not divide its dimension is dropped
     (that dimension is replicated), and a mesh axis already used by an earlier dimension is
     not used again.
     """
-    rules = dict(current_rules())
+    rules = dict(LOGICAL_AXIS_RULES)
     used: set[str] = set()
     spec = []
     for i, name in enumerate(logical_axes):

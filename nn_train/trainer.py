@@ -166,7 +166,6 @@ class TrainSetup:
     graphdef: Any
     state: dict  # {"step", "params", "opt_state"}: what is trained and checkpointed
     frozen: dict  # the rest of the model, not trained
-    schedule: optax.Schedule
     num_steps: int
     source: Any  # next_batch(batch_size, microbatches), get_state(), set_state()
     dataset: dict  # how the data was made, for the run metadata
@@ -264,7 +263,7 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
-    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, schedule, num_steps, source, dataset,
+    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, num_steps, source, dataset,
                       batch_sharding, step_fn, trace_count)
 
 
