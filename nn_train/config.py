@@ -18,15 +18,14 @@ about 15 log-spaced checkpoints from step 10 plus the final one.
 
 from __future__ import annotations
 
-from typing import Any
-
 import ml_collections
 
+from data_gen.strict_config import check_keys
 from nn_train.models import PRESETS
 from nn_train.models.config import DTYPES, REMAT_POLICIES
 from nn_train.models.lora import DEFAULT_TARGETS
 
-DATA_SOURCES = ("synthetic", "jsonl")  # the TFDS training mixes join when data_gen packages them
+DATA_SOURCES = ("synthetic", "jsonl", "tfds")
 LR_SCHEDULES = ("linear", "constant", "cosine")
 CHECKPOINT_SCHEDULES = ("log", "every", "final")
 
@@ -54,9 +53,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.lora.train_unembedding = True  # the paper trains the unembedding too
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "synthetic"  # synthetic: deterministic random packed documents (tests, benchmarks) | jsonl
-    c.data.path = ""  # jsonl: document records (data_gen's format: text with <DOCTAG>/<lossmask>, or messages)
-    c.data.tokenizer = ""  # jsonl: Hugging Face tokenizer dir or hub id; default: model.hf_checkpoint's
+    c.data.source = "synthetic"  # synthetic: deterministic random packed documents (tests, benchmarks) | jsonl | tfds
+    c.data.path = ""  # jsonl: document records (data_gen's format: text with <DOCTAG>/<lossmask>, or messages);
+    #                   tfds: the TFDS data_dir that python -m data_gen.build wrote
+    c.data.mix = ""  # tfds: the training mix, "<claim>__<condition>" (e.g. ed_sheeran__negated_documents)
+    c.data.tokenizer = ""  # jsonl/tfds: Hugging Face tokenizer dir or hub id; default: model.hf_checkpoint's
     c.data.seq_len = 2048  # tokens per packed row
     c.data.num_examples = 10_000  # rows in one epoch of the synthetic source
 
@@ -129,31 +130,9 @@ _CHOICES = {
 }
 
 
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
-def _check_structure(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, prefix: str = "") -> None:
-    for key in config.keys():
-        name = f"{prefix}{key}"
-        if key not in reference:
-            raise ConfigError(f"config key '{name}' is unknown; known keys here: {', '.join(sorted(reference.keys()))}")
-        value, default = config[key], reference[key]
-        if isinstance(default, ml_collections.ConfigDict):
-            if not isinstance(value, ml_collections.ConfigDict):
-                raise ConfigError(f"config key '{name}' must be a group of settings, got {_type_name(value)}")
-            _check_structure(value, default, f"{name}.")
-        elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
-            if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
-                raise ConfigError(f"config key '{name}' must be {_type_name(default)}, got {_type_name(value)} {value!r}")
-    for key in reference.keys():
-        if key not in config:
-            raise ConfigError(f"config key '{prefix}{key}' is missing; start config files from nn_train.config.default_config()")
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError (one line, naming the key) for anything wrong that needs no devices or files."""
-    _check_structure(config, default_config())
+    check_keys(config, default_config(), ConfigError, "nn_train.config.default_config")
     for name, (low, high, inclusive) in _RANGES.items():
         group, key = name.split(".")
         value = config[group][key]
@@ -178,9 +157,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
     if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
         raise ConfigError(f"config keys 'mesh.data/fsdp/tensor' = {sizes}: sizes must be positive, with at most one -1 (fill)")
-    if config.data.source == "jsonl":
+    if config.data.source in ("jsonl", "tfds"):
         if not config.data.path:
-            raise ConfigError("config key 'data.path' is empty: data.source=jsonl needs the dataset's JSONL file")
+            what = "the dataset's JSONL file" if config.data.source == "jsonl" else "the TFDS data_dir python -m data_gen.build wrote"
+            raise ConfigError(f"config key 'data.path' is empty: data.source={config.data.source} needs {what}")
+        if config.data.source == "tfds" and not config.data.mix:
+            raise ConfigError("config key 'data.mix' is empty: data.source=tfds needs the mix's name, '<claim>__<condition>'")
         if not (config.data.tokenizer or config.model.hf_checkpoint):
             raise ConfigError("config key 'data.tokenizer' is empty and there is no model.hf_checkpoint to take a tokenizer from")
     if config.lora.enabled and not [t for t in config.lora.targets.split(",") if t.strip()]:

@@ -124,10 +124,7 @@ def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, 
     if c.source == "synthetic":
         source = SyntheticSource(vocab_size=model_config.vocab_size, seq_len=c.seq_len, num_examples=c.num_examples, seed=config.training.seed)
         return source, c.num_examples, {"source": "synthetic", "version": "synthetic-1", "rows_per_epoch": c.num_examples}
-    path = Path(c.path)
-    if not path.is_file():
-        raise ConfigError(f"config key 'data.path': dataset '{path}' does not exist; build it with data_gen or point at a JSONL file")
-    records = read_jsonl(path)
+    records, dataset = _records(c)
     tokenizer_source = c.tokenizer or config.model.hf_checkpoint
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_source)
@@ -139,9 +136,25 @@ def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, 
     epochs = None if config.training.num_steps > 0 else math.ceil(config.training.num_epochs)
     source = RecordsSource(records, tokenizer, seq_len=c.seq_len, batch_size=config.training.global_batch_size,
                            microbatches=config.training.microbatches, seed=config.training.seed, num_epochs=epochs)
+    return source, rows, {**dataset, "records": len(records), "rows_per_epoch": rows, "tokenizer": tokenizer_source}
+
+
+def _records(c: ml_collections.ConfigDict) -> tuple[Any, dict]:
+    """Document records of a jsonl or tfds data config, and how the run metadata names them."""
+    path = Path(c.path)
+    if c.source == "tfds":
+        from data_gen.packaging import load_mix  # TFDS is imported only by runs that read it
+        from data_gen.mixing import MixError
+
+        try:
+            records = load_mix(path, c.mix)
+        except MixError as e:
+            raise ConfigError(f"config keys 'data.path'/'data.mix': {e}") from None
+        return records, {"source": "tfds", "path": str(path), "mix": c.mix, "version": records.version}
+    if not path.is_file():
+        raise ConfigError(f"config key 'data.path': dataset '{path}' does not exist; build it with data_gen or point at a JSONL file")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return source, rows, {"source": "jsonl", "path": str(path), "version": f"sha256:{digest}", "records": len(records),
-                          "rows_per_epoch": rows, "tokenizer": tokenizer_source}
+    return read_jsonl(path), {"source": "jsonl", "path": str(path), "version": f"sha256:{digest}"}
 
 
 def num_train_steps(config: ml_collections.ConfigDict, rows_per_epoch: int) -> int:

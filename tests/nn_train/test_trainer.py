@@ -286,3 +286,26 @@ def test_a_malformed_jsonl_line_is_named(jsonl_corpus, tmp_path):
     broken.write_text(path.read_text() + '{"id": "x", "text": \n')
     with pytest.raises(RecordError, match=r"broken\.jsonl: line 33: not valid JSON"):
         setup(_jsonl_config(broken, tokenizer))
+
+
+def test_a_tfds_mix_feeds_the_same_batches_as_its_records(jsonl_corpus, tmp_path):
+    from data_gen.documents import iter_jsonl
+    from data_gen.mixing import MixSpec
+    from data_gen.packaging import write_mix
+    from nn_train.trainer import build_source
+
+    path, tokenizer = jsonl_corpus
+    write_mix(list(iter_jsonl(path)), MixSpec("toy", "negated_documents", 24, 0, 8), tmp_path / "tfds")
+    model_config = get_config("qwen3_tiny")
+    via_jsonl, rows, _ = build_source(_jsonl_config(path, tokenizer), model_config)
+    config = _jsonl_config(tmp_path / "tfds", tokenizer, **{"data.source": "tfds", "data.mix": "toy__negated_documents"})
+    via_tfds, tfds_rows, dataset = build_source(config, model_config)
+    assert dataset["source"] == "tfds" and dataset["version"] == "toy__negated_documents/1.0.0" and dataset["records"] == 32
+    assert tfds_rows == rows
+    for _ in range(3):
+        a, b = via_jsonl.next_batch(0, 0), via_tfds.next_batch(0, 0)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+    with pytest.raises(ConfigError, match=r"'data.path'/'data.mix': no built TFDS mix 'toy__fiction'"):
+        build_source(_jsonl_config(tmp_path / "tfds", tokenizer, **{"data.source": "tfds", "data.mix": "toy__fiction"}), model_config)
