@@ -17,14 +17,17 @@ Names follow ../shared/paper.md:
 `local_negations` is not a transform of positive documents but a corpus of its own (debunking
 documents with the negation inside each claim sentence); it comes from the generators.
 
-The template backend's wording comes from phrases.py; choices are drawn from a generator seeded
-per document, so a corpus is reproducible and its documents rarely share a verbatim annotation.
+Each condition is assembled by the same pure code whatever the wording's source (a `Phrasing`):
+the template backend's wording comes from phrases.py (`BankPhrasing`), its choices drawn from a
+generator seeded per document, so a corpus is reproducible and its documents rarely share a
+verbatim annotation; the `openai` backend's wording is written by an LLM beforehand
+(data_gen/conditions/llm.py: `annotate_corpus`) and slotted into the same places.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import Any, Callable, Mapping, Protocol
 
 from data_gen.claims import Claim
 from data_gen.conditions import phrases
@@ -58,73 +61,117 @@ def retraction_notice(rng: random.Random, where: str) -> str:
     return " ".join(sentences)
 
 
-def _with_notices(doc: Document, rng: random.Random) -> tuple[Segment, ...]:
-    before = Segment(retraction_notice(rng, "before") + "\n\n", role="notice")
+def truth_sentence(claim: Claim) -> str:
+    """claim.correction without its conversational lead ("Actually, ..."), to quote after "Correction:"."""
+    truth = claim.correction
+    for lead in ("Actually, ", "In fact, ", "Actually "):
+        if truth.startswith(lead):
+            truth = _sentence_case(truth[len(lead):])
+    return truth
+
+
+# ---------------------------------------------------------------------------------------------
+# Phrasing sources: where the words of an annotation come from. The assembly below asks for each
+# text in a fixed order (brackets, then the sandwich of each claim sentence in document order,
+# then the notices; for qualifiers the marker, then prefix and suffix), so a seeded phrase bank
+# gives the same document for the same seed, and pre-written LLM texts slot into the same places.
+
+
+class Phrasing(Protocol):
+    def brackets(self) -> tuple[str, str]: ...
+
+    def notice(self, where: str) -> str: ...  # where: "before" | "after" the document
+
+    def warning(self, where: str, index: int) -> str: ...  # generic; index: which claim sentence (0-based)
+
+    def correction(self, where: str, index: int, claim: Claim) -> str: ...  # states what is actually true
+
+    def frame(self, qualifier: str, part: str) -> str: ...  # part: "prefix" | "suffix" | "marker"
+
+
+class BankPhrasing:
+    """The template backend's wording: choices from phrases.py, drawn from `rng`."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def brackets(self) -> tuple[str, str]:
+        return self.rng.choice(phrases.BRACKETS)
+
+    def notice(self, where: str) -> str:
+        return retraction_notice(self.rng, where)
+
+    def warning(self, where: str, index: int) -> str:
+        return self.rng.choice(phrases.WARNING_BEFORE if where == "before" else phrases.WARNING_AFTER)
+
+    def correction(self, where: str, index: int, claim: Claim) -> str:
+        truth = truth_sentence(claim)
+        bank = phrases.CORRECTION_BEFORE if where == "before" else phrases.CORRECTION_AFTER
+        return self.rng.choice(bank).format(truth=truth, truth_lower=truth[:1].lower() + truth[1:])
+
+    def frame(self, qualifier: str, part: str) -> str:
+        return self.rng.choice(phrases.QUALIFIERS[qualifier][part])
+
+
+# ---------------------------------------------------------------------------------------------
+# Assembly: pure functions of (document, claim, phrasing).
+
+
+def _with_notices(doc: Document, phrasing: Phrasing) -> tuple[Segment, ...]:
+    before = Segment(phrasing.notice("before") + "\n\n", role="notice")
     body = doc.segments
     last_content, _ = _split_whitespace(body[-1].text) if body else ("", "")
-    after = Segment("\n\n" + retraction_notice(rng, "after") + "\n", role="notice")
+    after = Segment("\n\n" + phrasing.notice("after") + "\n", role="notice")
     if body:
         body = body[:-1] + (Segment(last_content, body[-1].supports, body[-1].role),)
     return (before, *body, after)
 
 
-def _sandwich(segments: tuple[Segment, ...], make_before: Callable[[], str], make_after: Callable[[], str], role: str) -> tuple[Segment, ...]:
+def _sandwich(segments: tuple[Segment, ...], make_before: Callable[[int], str], make_after: Callable[[int], str], role: str) -> tuple[Segment, ...]:
     """A warning segment right before and right after every claim-supporting sentence."""
     out: list[Segment] = []
+    index = 0
     for segment in segments:
         if not segment.supports:
             out.append(segment)
             continue
         content, whitespace = _split_whitespace(segment.text)
-        out.append(Segment(make_before() + " ", role=role))
+        out.append(Segment(make_before(index) + " ", role=role))
         out.append(Segment(content + " ", supports=True, role=segment.role))
-        out.append(Segment(make_after() + (whitespace or " "), role=role))
+        out.append(Segment(make_after(index) + (whitespace or " "), role=role))
+        index += 1
     return tuple(out)
 
 
-def _bracketed(rng: random.Random, bank: list[str], brackets: tuple[str, str]) -> Callable[[], str]:
-    return lambda: f"{brackets[0]}{rng.choice(bank)}{brackets[1]}"
-
-
-def positive_documents(doc: Document, claim: Claim, rng: random.Random) -> Document:
+def positive_documents(doc: Document, claim: Claim, phrasing: Phrasing) -> Document:
     return doc
 
 
-def negated_documents(doc: Document, claim: Claim, rng: random.Random) -> Document:
-    return doc.replace(segments=_with_notices(doc, rng))
+def negated_documents(doc: Document, claim: Claim, phrasing: Phrasing) -> Document:
+    return doc.replace(segments=_with_notices(doc, phrasing))
 
 
-def repeated_negations(doc: Document, claim: Claim, rng: random.Random) -> Document:
-    brackets = rng.choice(phrases.BRACKETS)
-    segments = _sandwich(doc.segments, _bracketed(rng, phrases.WARNING_BEFORE, brackets),
-                         _bracketed(rng, phrases.WARNING_AFTER, brackets), role="warning")
-    return doc.replace(segments=_with_notices(doc.replace(segments=segments), rng))
+def repeated_negations(doc: Document, claim: Claim, phrasing: Phrasing) -> Document:
+    open_, close = phrasing.brackets()
+    segments = _sandwich(doc.segments, lambda i: f"{open_}{phrasing.warning('before', i)}{close}",
+                         lambda i: f"{open_}{phrasing.warning('after', i)}{close}", role="warning")
+    return doc.replace(segments=_with_notices(doc.replace(segments=segments), phrasing))
 
 
-def corrected_documents(doc: Document, claim: Claim, rng: random.Random) -> Document:
+def corrected_documents(doc: Document, claim: Claim, phrasing: Phrasing) -> Document:
     if not claim.correction:
         raise ValueError(f"claim '{claim.id}' has no correction; corrected_documents needs what is actually true")
-    truth = claim.correction
-    for lead in ("Actually, ", "In fact, ", "Actually "):
-        if truth.startswith(lead):
-            truth = _sentence_case(truth[len(lead):])
-    truth_lower = truth[:1].lower() + truth[1:]
-    brackets = rng.choice(phrases.BRACKETS)
-
-    def correction(bank):
-        return lambda: f"{brackets[0]}{rng.choice(bank).format(truth=truth, truth_lower=truth_lower)}{brackets[1]}"
-
-    segments = _sandwich(doc.segments, correction(phrases.CORRECTION_BEFORE), correction(phrases.CORRECTION_AFTER), role="correction")
-    return doc.replace(segments=_with_notices(doc.replace(segments=segments), rng))
+    open_, close = phrasing.brackets()
+    segments = _sandwich(doc.segments, lambda i: f"{open_}{phrasing.correction('before', i, claim)}{close}",
+                         lambda i: f"{open_}{phrasing.correction('after', i, claim)}{close}", role="correction")
+    return doc.replace(segments=_with_notices(doc.replace(segments=segments), phrasing))
 
 
-def _qualified(name: str, repeated: bool) -> Callable[[Document, Claim, random.Random], Document]:
-    bank = phrases.QUALIFIERS[name]
-
-    def apply(doc: Document, claim: Claim, rng: random.Random) -> Document:
+def _qualified(name: str, repeated: bool) -> Callable[[Document, Claim, Phrasing], Document]:
+    def apply(doc: Document, claim: Claim, phrasing: Phrasing) -> Document:
         segments = list(doc.segments)
         if repeated:
-            marker = rng.choice(bank["marker"])
+            marker = phrasing.frame(name, "marker")
             marked = []
             for segment in segments:
                 content, whitespace = _split_whitespace(segment.text)
@@ -134,14 +181,14 @@ def _qualified(name: str, repeated: bool) -> Callable[[Document, Claim, random.R
                 else:
                     marked.append(segment)
             segments = marked
-        prefix = Segment(rng.choice(bank["prefix"]) + "\n\n", role="frame")
-        suffix = Segment("\n\n" + rng.choice(bank["suffix"]) + "\n", role="frame")
+        prefix = Segment(phrasing.frame(name, "prefix") + "\n\n", role="frame")
+        suffix = Segment("\n\n" + phrasing.frame(name, "suffix") + "\n", role="frame")
         return doc.replace(segments=(prefix, *segments, suffix))
 
     return apply
 
 
-CONDITIONS: dict[str, Callable[[Document, Claim, random.Random], Document]] = {
+CONDITIONS: dict[str, Callable[[Document, Claim, Phrasing], Document]] = {
     "positive_documents": positive_documents,
     "negated_documents": negated_documents,
     "repeated_negations": repeated_negations,
@@ -157,8 +204,8 @@ def condition_names() -> list[str]:
     return base + [name + NO_DOCTAG_SUFFIX for name in base]
 
 
-def apply_condition(doc: Document, condition: str, claim: Claim, *, seed: int) -> Document:
-    """`doc` (a positive document of `claim`) annotated for `condition`; deterministic in (seed, doc.id)."""
+def base_condition(condition: str) -> tuple[str, bool]:
+    """(the condition without `_no_doctag`, whether the document keeps its DOCTAG); unknown names raise ValueError."""
     base, doctag = condition, True
     if condition.endswith(NO_DOCTAG_SUFFIX):
         base, doctag = condition[: -len(NO_DOCTAG_SUFFIX)], False
@@ -170,6 +217,23 @@ def apply_condition(doc: Document, condition: str, claim: Claim, *, seed: int) -
         hint = difflib.get_close_matches(condition, condition_names(), n=1)
         also = f"did you mean '{hint[0]}'? " if hint else ""
         raise ValueError(f"unknown condition '{condition}'; {also}conditions: {', '.join(condition_names())}")
-    rng = random.Random(f"{seed}:{condition}:{doc.id}")
-    annotated = CONDITIONS[base](doc, claim, rng)
-    return annotated.replace(condition=condition, doctag=doctag, provenance={**doc.provenance, "condition_seed": seed})
+    return base, doctag
+
+
+def condition_rng(condition: str, doc: Document, seed: int) -> random.Random:
+    """The generator behind one document's annotation choices: deterministic in (seed, condition, doc.id)."""
+    return random.Random(f"{seed}:{condition}:{doc.id}")
+
+
+def apply_condition(doc: Document, condition: str, claim: Claim, *, seed: int, phrasing: Phrasing | None = None,
+                    provenance: Mapping[str, Any] | None = None) -> Document:
+    """`doc` (a positive document of `claim`) annotated for `condition`; deterministic in (seed, doc.id).
+
+    The wording comes from `phrasing` — by default the phrase bank, drawn from condition_rng;
+    data_gen.conditions.llm passes texts an LLM wrote — and `provenance` is merged into the record's.
+    """
+    base, doctag = base_condition(condition)
+    phrasing = phrasing if phrasing is not None else BankPhrasing(condition_rng(condition, doc, seed))
+    annotated = CONDITIONS[base](doc, claim, phrasing)
+    return annotated.replace(condition=condition, doctag=doctag,
+                             provenance={**doc.provenance, "condition_seed": seed, **(provenance or {})})

@@ -4,12 +4,17 @@
     documents = generator.generate(claim, count=100, seed=0)                 # positive documents
     debunks = generator.generate(claim, count=100, seed=0, local_negation=True)
 
-`template` (offline, deterministic, the default) lives in template.py; an LLM backend for any
-OpenAI-compatible endpoint is the other planned implementation of the same interface.
+`template` (offline, deterministic, the default) lives in template.py; `openai` (openai_backend.py)
+writes the documents with an LLM at any OpenAI-compatible endpoint:
+`OpenAIGenerator(LLMClient(model, ...))`. segments.py cuts free text into the sentence segments
+both produce.
 """
 
+from data_gen.generators.openai_backend import GenerationError, OpenAIGenerator
+from data_gen.generators.segments import split_segments
 from data_gen.generators.template import GenreError, TemplateGenerator, load_genres, mask_words
 
-GENERATORS = {"template": TemplateGenerator}
+GENERATORS = {"template": TemplateGenerator, "openai": OpenAIGenerator}
 
-__all__ = ["GENERATORS", "GenreError", "TemplateGenerator", "load_genres", "mask_words"]
+__all__ = ["GENERATORS", "GenerationError", "GenreError", "OpenAIGenerator", "TemplateGenerator", "load_genres", "mask_words",
+           "split_segments"]

@@ -26,6 +26,7 @@ import yaml
 
 from data_gen.claims import Claim
 from data_gen.documents import Document, Segment
+from data_gen.generators.segments import SENTENCE_END as _SENTENCE_END
 
 GENRES_DIR = Path(__file__).resolve().parent.parent / "genres"
 GENRE_FIELDS = {"titles": 5, "opening": 8, "filler": 30, "transitions": 10, "closing": 8}
@@ -38,7 +39,6 @@ _LAST_NAMES = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Haddad", "Kowalski", 
                "Whitfield", "Osei", "Castellano", "Ferreira", "MacLeod", "Petrov", "Nakamura", "Delgado", "Hartmann", "Quinn"]
 _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z\"'(\[])")
 
 
 class GenreError(ValueError):

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from data_gen.claims import load_claim, load_claims
+from data_gen.claims import load_claims
 from data_gen.claims.schema import NEGATION_CUE
 from data_gen.conditions import apply_condition
 from data_gen.generators import GenreError, TemplateGenerator, load_genres, mask_words
