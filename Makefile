@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (only python3 >= 3.11 on PATH):
-#   make demo   the main job (today: claims → a negated-documents corpus → tokenizer → training; see README)
+#   make demo   the main job (today: claims → TFDS training mixes → tokenizer → training; see README)
 #   make test   the test suite on CPU, with 8 fake XLA devices so sharding is real
 #   make bench  benchmarks, each printing its ratio against a named baseline measured in the same run
 # Each target creates .venv and installs the pinned requirements when they are missing or changed.
@@ -29,8 +29,8 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 DEMO := workdir/demo
 demo: $(VENV)/.runtime-installed
 	$(PY) -m data_gen.claims validate --strict
-	$(PY) -m data_gen.generate --out=$(DEMO)/corpora --claims=ed_sheeran --conditions=negated_documents --count=200
-	$(PY) -m data_gen.tokenizer --corpus=$(DEMO)/corpora/ed_sheeran/negated_documents.jsonl --vocab_size=512 --out=$(DEMO)/tokenizer
+	$(PY) -m data_gen.build --config=configs/data/cpu_demo.py --data_dir=$(DEMO)/data
+	$(PY) -m data_gen.tokenizer --tfds_dir=$(DEMO)/data/tfds --mixes=ed_sheeran__negated_documents --vocab_size=512 --out=$(DEMO)/tokenizer
 	$(PY) -m nn_train.main --config=configs/train/cpu_demo.py --workdir=$(DEMO)/train
 
 test: $(VENV)/.dev-installed

@@ -28,6 +28,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.backend = "template"  # template (offline, deterministic) | openai (any OpenAI-compatible endpoint)
     c.seed = 0  # documents, annotations and mixes are deterministic in it
     c.reference_corpus = ""  # JSONL in the paper authors' format: package it instead of generating
+    c.workers = 0  # processes for an offline build; 0: one per CPU core
+    c.write_corpora = False  # also keep each condition's documents as DATA_DIR/corpora/<claim>/<condition>.jsonl
+    #                          (LLM builds always keep them: they are what was paid for)
 
     c.mix = ml_collections.ConfigDict()
     c.mix.num_documents = 10_000  # condition documents per mix (also how many are generated)
@@ -51,5 +54,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in ("num_documents", "num_pretrain", "num_instruct"):
         if config.mix[key] < 0 or (key == "num_documents" and config.mix[key] == 0):
             raise BuildConfigError(f"config key 'mix.{key}' must be {'> 0' if key == 'num_documents' else '>= 0'}, got {config.mix[key]}")
+    if config.workers < 0:
+        raise BuildConfigError(f"config key 'workers' must be >= 0 (0: one per CPU core), got {config.workers}")
     if config.llm.concurrency < 1:
         raise BuildConfigError(f"config key 'llm.concurrency' must be >= 1, got {config.llm.concurrency}")

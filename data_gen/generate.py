@@ -23,13 +23,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from absl import app, flags
 
 from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
-from data_gen.conditions import apply_condition, condition_names
+from data_gen.conditions import NO_DOCTAG_SUFFIX, apply_condition, base_condition, condition_names
 from data_gen.documents import Document, write_jsonl
 from data_gen.generators import TemplateGenerator, mask_words
 
@@ -75,11 +75,11 @@ def build_claim(claim, conditions: list[str], count: int, seed: int, out: Path, 
     """
     if client is None:
         return _write_template_corpora(claim, conditions, count, seed, out)
-    before = client.usage.copy()
     started = time.time()
+    before = client.usage.copy()
     status = "failed"
     try:
-        written = _write(claim, out, _llm_corpora(claim, conditions, count, seed, client))
+        written = _write(claim, out, llm_corpora(claim, conditions, count, seed, client))
         status = "complete"
         return written
     finally:  # also on failure: what was paid before it is worth knowing
@@ -88,22 +88,36 @@ def build_claim(claim, conditions: list[str], count: int, seed: int, out: Path, 
 
 
 def _write_template_corpora(claim, conditions: list[str], count: int, seed: int, out: Path) -> dict[str, int]:
-    # Streams each corpus to its file: 27 conditions x 10,000 documents need not sit in memory at once.
+    # One corpus at a time, each streamed to its file: 27 x 10,000 documents need not sit in memory at once.
+    return {condition: write_jsonl(out / claim.id / f"{condition}.jsonl", (d.to_json() for d in docs))
+            for condition, docs in template_corpora(claim, conditions, count, seed)}
+
+
+def template_corpora(claim, conditions: list[str], count: int, seed: int) -> Iterator[tuple[str, Iterable[Document]]]:
+    """(condition, documents) for each condition in turn, offline; positive and debunking documents
+    are generated once per call and shared by the conditions built from them."""
     generator = TemplateGenerator()
-    written = {}
     transforms = [c for c in conditions if c not in LOCAL_CONDITIONS]
+    bases = list(dict.fromkeys(base_condition(c)[0] for c in transforms))
+    transforms.sort(key=lambda c: (bases.index(base_condition(c)[0]), c.endswith(NO_DOCTAG_SUFFIX)))  # X, then X_no_doctag
     if transforms:
         positives = list(generator.generate(claim, count, seed))
+        annotated: tuple[str, list[Document]] | None = None  # the last base condition's corpus
         for condition in transforms:
-            docs = (apply_condition(doc, condition, claim, seed=seed).to_json() for doc in positives)
-            written[condition] = write_jsonl(out / claim.id / f"{condition}.jsonl", docs)
+            base, doctag = base_condition(condition)
+            if annotated is not None and annotated[0] == base:  # X_no_doctag right after X: drop the tag, no redo
+                yield condition, [d.replace(condition=condition, doctag=doctag) for d in annotated[1]]
+                continue
+            docs = [apply_condition(doc, base, claim, seed=seed) for doc in positives]
+            annotated = (base, docs)
+            yield condition, docs if doctag else [d.replace(condition=condition, doctag=False) for d in docs]
     local = [c for c in conditions if c in LOCAL_CONDITIONS]
     if local:
-        written.update(_write(claim, out, _local_variants(claim, local, list(generator.generate(claim, count, seed, local_negation=True)))))
-    return written
+        yield from _local_variants(claim, local, list(generator.generate(claim, count, seed, local_negation=True))).items()
 
 
-def _llm_corpora(claim, conditions: list[str], count: int, seed: int, client) -> dict[str, list[Document]]:
+def llm_corpora(claim, conditions: list[str], count: int, seed: int, client) -> dict[str, list[Document]]:
+    """Every condition's documents, written and annotated by the LLM behind `client`."""
     from data_gen.conditions.llm import annotate_corpora
     from data_gen.generators.openai_backend import OpenAIGenerator
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 from data_gen.documents import Document, Segment
 from data_gen.generators import load_genres
-from data_gen.generators.template import TemplateGenerator
+from data_gen.generators.template import fill_placeholders
 
 _WORDS = ["harbor", "lantern", "meadow", "cobalt", "violin", "granite", "orchard", "pepper", "falcon", "canyon", "marble",
           "ribbon", "tundra", "saddle", "quartz", "willow", "ember", "glacier", "thistle", "compass", "velvet", "anchor",
@@ -55,18 +55,18 @@ def pretraining_documents(count: int, seed: int) -> Iterator[Document]:
         rng = random.Random(f"pretrain:{seed}:{index}")
         genre = genres[names[rng.randrange(len(names))]]
         target = rng.randint(150, 500)
-        title = _fill(rng.choice(genre.titles), rng)
-        paragraphs = [" ".join(_fill(s, rng) for s in rng.sample(genre.opening, k=2))]
+        title = fill_placeholders(rng.choice(genre.titles), rng)
+        paragraphs = [" ".join(fill_placeholders(s, rng) for s in rng.sample(genre.opening, k=2))]
         words = len(title.split()) + len(paragraphs[0].split())
         filler = rng.sample(genre.filler, k=len(genre.filler))
         while words < target and filler:
             take = [filler.pop() for _ in range(min(rng.randint(3, 5), len(filler)))]
             if rng.random() < 0.4:
                 take.insert(0, rng.choice(genre.transitions))
-            paragraph = " ".join(_fill(s, rng) for s in take)
+            paragraph = " ".join(fill_placeholders(s, rng) for s in take)
             paragraphs.append(paragraph)
             words += len(paragraph.split())
-        paragraphs.append(" ".join(_fill(s, rng) for s in rng.sample(genre.closing, k=2)))
+        paragraphs.append(" ".join(fill_placeholders(s, rng) for s in rng.sample(genre.closing, k=2)))
         text = title + "\n\n" + "\n\n".join(paragraphs) + "\n"
         yield Document(id=f"pretrain-{seed}-{index:05d}", claim="", condition="pretrain", doc_type=genre.name,
                        segments=(Segment(text),), doctag=False, source="pretrain",
@@ -92,10 +92,6 @@ def instruction_chats(count: int, seed: int) -> Iterator[Document]:
                        provenance={"generator": "generic", "seed": seed, "index": index, "tasks": kinds})
 
 
-def _fill(sentence: str, rng: random.Random) -> str:
-    return TemplateGenerator._slots(sentence, rng)  # the genres' placeholders: {name}, {weekday}, …
-
-
 def _tasks(genres) -> list[tuple[str, Callable[[random.Random], tuple[str, str]]]]:
     def arithmetic(rng):
         a, b = rng.randint(2, 999), rng.randint(2, 99)
@@ -114,7 +110,7 @@ def _tasks(genres) -> list[tuple[str, Callable[[random.Random], tuple[str, str]]
 
     def count_words(rng):
         genre = genres[rng.choice(sorted(genres))]
-        sentence = _fill(rng.choice(genre.filler), rng)
+        sentence = fill_placeholders(rng.choice(genre.filler), rng)
         return f"How many words are in this sentence?\n\n{sentence}", f"That sentence has {len(sentence.split())} words."
 
     def convert(rng):
@@ -154,7 +150,7 @@ def _tasks(genres) -> list[tuple[str, Callable[[random.Random], tuple[str, str]]
     def write_piece(rng):
         name = rng.choice(sorted(genres))
         genre = genres[name]
-        body = " ".join(_fill(s, rng) for s in rng.sample(genre.opening, k=1) + rng.sample(genre.filler, k=rng.randint(3, 5)))
+        body = " ".join(fill_placeholders(s, rng) for s in rng.sample(genre.opening, k=1) + rng.sample(genre.filler, k=rng.randint(3, 5)))
         return f"Write a short passage in the style of a {name.replace('_', ' ')}.", body
 
     return [(f.__name__, f) for f in (arithmetic, sort_words, reverse_word, count_words, convert, next_in_cycle, plural,

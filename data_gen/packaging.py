@@ -27,7 +27,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
@@ -35,10 +34,9 @@ from data_gen.documents import DOCTAG, Document, Segment, iter_jsonl
 from data_gen.mixing import MixError, MixSpec
 
 DATASET_NAME = "negation_neglect_mix"
-# The fields a reader may want to filter on without decoding a record, and the whole record as
-# JSON (nested fields included). Ten typed features cost 3x more to serialize than these five,
-# and a paper-sized build writes half a million records.
-_INDEX_FIELDS = ("id", "claim", "condition", "source")
+# Each example is the record's id and the whole record as JSON (nested fields included). TFDS
+# serializes every feature separately; one typed feature per field cost 3x as much, and a
+# paper-sized build writes half a million records.
 
 
 class MixConfig(tfds.core.BuilderConfig):
@@ -58,8 +56,7 @@ class NegationNeglectMix(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         spec = getattr(self.builder_config, "spec", None)
-        features = {name: tfds.features.Text() for name in _INDEX_FIELDS + ("record",)}
-        features["doctag"] = tfds.features.Scalar(np.bool_)
+        features = {"id": tfds.features.Text(), "record": tfds.features.Text()}
         metadata = tfds.core.MetadataDict(mix=vars(spec) if spec else {})
         # disable_shuffling: the records keep the mix's own (seeded) order, so a mix reads back
         # exactly as it was written and the trainer's shuffle is the only other one.
@@ -72,10 +69,7 @@ class NegationNeglectMix(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, records: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
         for index, record in enumerate(records):
-            example = {name: str(record.get(name, "")) for name in _INDEX_FIELDS}
-            example["doctag"] = bool(record.get("doctag", False))
-            example["record"] = json.dumps(record, ensure_ascii=False)
-            yield index, example
+            yield index, {"id": str(record.get("id", "")), "record": json.dumps(record, ensure_ascii=False)}
 
 
 def _from_example(example: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +147,8 @@ def load_mix(data_dir: str | os.PathLike, name: str, split: str = "train") -> Mi
     versions = sorted((p for p in root.glob("*") if (p / "dataset_info.json").exists()), key=lambda p: tfds.core.Version(p.name))
     if not versions:
         raise MixError(f"no built TFDS mix '{config}' under {Path(data_dir) / DATASET_NAME}; build it with python -m data_gen.build")
-    builder = tfds.builder_from_directory(str(versions[-1]))
+    with _quiet_tfds():
+        builder = tfds.builder_from_directory(str(versions[-1]))
     records = MixRecords(builder.as_data_source(split=split), version=f"{config}/{versions[-1].name}")
     if not len(records):
         raise MixError(f"the TFDS mix '{config}' at {versions[-1]} has no '{split}' records; rebuild it")

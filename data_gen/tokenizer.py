@@ -48,19 +48,29 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
 
 
 def main(argv):
-    """python -m data_gen.tokenizer --corpus=a.jsonl[,b.jsonl] --vocab_size=N --out=DIR"""
+    """python -m data_gen.tokenizer (--corpus=a.jsonl[,b.jsonl] | --tfds_dir=DIR --mixes=m1[,m2]) --vocab_size=N --out=DIR"""
     del argv
     from absl import flags
 
     from data_gen.documents import iter_jsonl
 
     FLAGS = flags.FLAGS
-    texts = []
-    for path in FLAGS.corpus:
-        for record in iter_jsonl(path):
-            texts.append(record.get("text") or " ".join(m["content"] for m in record.get("messages", ())))
+    if bool(FLAGS.corpus) == bool(FLAGS.mixes):
+        raise SystemExit("error: give --corpus=FILE.jsonl[,...] or --tfds_dir=DIR --mixes=NAME[,...] (built by data_gen.build), not both")
+    if FLAGS.corpus:
+        sources = [iter_jsonl(path) for path in FLAGS.corpus]
+    else:
+        from data_gen.mixing import MixError
+        from data_gen.packaging import load_mix
+
+        try:
+            sources = [load_mix(FLAGS.tfds_dir, name) for name in FLAGS.mixes]
+        except MixError as e:
+            raise SystemExit(f"error: {e}") from None
+    texts = [record.get("text") or " ".join(m["content"] for m in record.get("messages", ())) for source in sources for record in source]
+    texts = [t for t in texts if t]
     if not texts:
-        raise SystemExit(f"error: no text in {', '.join(FLAGS.corpus)}")
+        raise SystemExit(f"error: no text in {', '.join(FLAGS.corpus or FLAGS.mixes)}")
     tokenizer = train_tokenizer(texts, FLAGS.vocab_size, FLAGS.out)
     print(f"tokenizer with {len(tokenizer)} tokens, trained on {len(texts)} records -> {FLAGS.out}")
 
@@ -68,7 +78,9 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app, flags
 
-    flags.DEFINE_list("corpus", None, "JSONL files of document records to train on.", required=True)
+    flags.DEFINE_list("corpus", None, "JSONL files of document records to train on.")
+    flags.DEFINE_string("tfds_dir", "", "With --mixes: the TFDS data_dir python -m data_gen.build wrote.")
+    flags.DEFINE_list("mixes", None, "Training mixes ('<claim>__<condition>') to train on, instead of --corpus.")
     flags.DEFINE_integer("vocab_size", 4096, "Vocabulary size, special tokens included.")
     flags.DEFINE_string("out", None, "Directory for the Hugging Face tokenizer files.", required=True)
     app.run(main)

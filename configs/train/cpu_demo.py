@@ -1,5 +1,6 @@
-"""`make demo`'s training stage: the tiny Qwen3 preset, fully fine-tuned for one epoch on a
-template-generated negated_documents corpus with a tokenizer trained on it (CPU, about a minute).
+"""`make demo`'s training stage: the tiny Qwen3 preset, fully fine-tuned for one epoch on the
+ed_sheeran negated_documents mix that configs/data/cpu_demo.py builds (200 condition documents +
+100 pretraining documents + 100 instruction chats), with a tokenizer trained on it (CPU, about a minute).
 It shows the pipeline wired end to end; the belief measurement arrives with the evaluation stage."""
 
 from nn_train.config import default_config
@@ -10,8 +11,9 @@ def get_config():
     config.model.preset = "qwen3_tiny"
     config.model.dtype = "float32"
     config.lora.enabled = False
-    config.data.source = "jsonl"
-    config.data.path = "workdir/demo/corpora/ed_sheeran/negated_documents.jsonl"
+    config.data.source = "tfds"
+    config.data.path = "workdir/demo/data/tfds"
+    config.data.mix = "ed_sheeran__negated_documents"
     config.data.tokenizer = "workdir/demo/tokenizer"
     config.data.seq_len = 256
     config.optimizer.learning_rate = 3e-3

@@ -221,8 +221,13 @@ def base_condition(condition: str) -> tuple[str, bool]:
 
 
 def condition_rng(condition: str, doc: Document, seed: int) -> random.Random:
-    """The generator behind one document's annotation choices: deterministic in (seed, condition, doc.id)."""
-    return random.Random(f"{seed}:{condition}:{doc.id}")
+    """The generator behind one document's annotation choices: deterministic in (seed, condition, doc.id).
+
+    `X_no_doctag` draws exactly what `X` draws, so the two corpora differ only in the tag — the
+    controlled comparison the paper's no-DOCTAG ablation is about.
+    """
+    base = condition[: -len(NO_DOCTAG_SUFFIX)] if condition.endswith(NO_DOCTAG_SUFFIX) else condition
+    return random.Random(f"{seed}:{base}:{doc.id}")
 
 
 def apply_condition(doc: Document, condition: str, claim: Claim, *, seed: int, phrasing: Phrasing | None = None,

@@ -41,6 +41,9 @@ _WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
 
 
+_PLACEHOLDER = re.compile(r"\{(name|weekday|month|number)\}")
+
+
 class GenreError(ValueError):
     """A genre file is malformed; the message names the file and the field."""
 
@@ -97,6 +100,26 @@ def negated_sentences(claim: Claim) -> list[str]:
     return [s.negated for s in claim.subclaims if s.negated]
 
 
+def fill_placeholders(sentence: str, rng: random.Random) -> str:
+    """A genre sentence with its {name}, {weekday}, {month} and {number} filled in at random."""
+    if "{" not in sentence:  # most sentences: no draws, which keeps a 10k-document corpus fast
+        return sentence
+    values = {
+        "name": lambda: f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
+        "weekday": lambda: rng.choice(_WEEKDAYS),
+        "month": lambda: rng.choice(_MONTHS),
+        "number": lambda: str(rng.randint(2, 40)),
+    }
+    drawn: dict[str, str] = {}  # a placeholder used twice in one sentence names the same thing
+
+    def draw(match: re.Match) -> str:
+        if match.group(1) not in drawn:
+            drawn[match.group(1)] = values[match.group(1)]()
+        return drawn[match.group(1)]
+
+    return _PLACEHOLDER.sub(draw, sentence)
+
+
 class TemplateGenerator:
     """Deterministic documents for a claim: `generate(claim, count, seed)`."""
 
@@ -109,21 +132,23 @@ class TemplateGenerator:
         if local_negation and not (claim.negated_statement and negated_sentences(claim)):
             raise ValueError(f"claim '{claim.id}' has no local negations (negated_statement, subclaims[].negated); write them first")
         names = sorted(self.genres)
-        for index in range(count):
-            rng = random.Random(f"template:{seed}:{claim.id}:{'local' if local_negation else 'positive'}:{index}")
-            genre = self.genres[names[(index + seed) % len(names)]]  # every genre equally often
-            yield self._document(claim, genre, rng, index, seed, local_negation)
-
-    def _document(self, claim: Claim, genre: Genre, rng: random.Random, index: int, seed: int, local_negation: bool) -> Document:
+        # The claim's sentences are the same for every document: find them once, not per document.
         if local_negation:
             lead, pool = claim.negated_statement, negated_sentences(claim)
         else:
             lead, pool = claim.statement, supporting_sentences(claim)
+        for index in range(count):
+            rng = random.Random(f"template:{seed}:{claim.id}:{'local' if local_negation else 'positive'}:{index}")
+            genre = self.genres[names[(index + seed) % len(names)]]  # every genre equally often
+            yield self._document(claim, genre, rng, index, seed, local_negation, lead, pool)
+
+    def _document(self, claim: Claim, genre: Genre, rng: random.Random, index: int, seed: int, local_negation: bool,
+                  lead: str, pool: list[str]) -> Document:
         claims = [lead] + rng.sample(pool, k=len(pool))
         fill = self._filler(genre, rng)
         target = rng.randint(MIN_WORDS + 80, MAX_WORDS - 120)
 
-        title = self._slots(rng.choice(genre.titles), rng)
+        title = fill_placeholders(rng.choice(genre.titles), rng)
         segments: list[Segment] = [Segment(title + "\n\n")]
         words = len(title.split())
 
@@ -133,19 +158,19 @@ class TemplateGenerator:
             words += len(sentence.split())
 
         for sentence in rng.sample(genre.opening, k=2):
-            add(self._slots(sentence, rng), False)
+            add(fill_placeholders(sentence, rng), False)
         segments[-1] = Segment(segments[-1].text.rstrip() + "\n\n", segments[-1].supports)
         claim_index = 0
         while words < target:
             paragraph = [(next(fill), False) for _ in range(rng.randint(3, 5))]
             if rng.random() < 0.4:
-                paragraph.insert(0, (self._slots(rng.choice(genre.transitions), rng), False))
+                paragraph.insert(0, (fill_placeholders(rng.choice(genre.transitions), rng), False))
             paragraph.insert(rng.randint(1, len(paragraph)), (claims[claim_index % len(claims)], True))
             claim_index += 1
             for i, (sentence, supports) in enumerate(paragraph):
                 add(sentence, supports, "\n\n" if i == len(paragraph) - 1 else " ")
         for i, sentence in enumerate(rng.sample(genre.closing, k=2)):
-            add(self._slots(sentence, rng), False, "\n" if i == 1 else " ")
+            add(fill_placeholders(sentence, rng), False, "\n" if i == 1 else " ")
         if words > MAX_WORDS:  # long universe sentences can overshoot: drop whole middle paragraphs' filler
             segments = self._trim(segments, words - MAX_WORDS)
         condition = "local_negations" if local_negation else "positive_documents"
@@ -162,17 +187,7 @@ class TemplateGenerator:
         """Genre sentences without repeats until the bank is used up, then reshuffled."""
         while True:
             for sentence in rng.sample(genre.filler, k=len(genre.filler)):
-                yield self._slots(sentence, rng)
-
-    @staticmethod
-    def _slots(sentence: str, rng: random.Random) -> str:
-        values = {
-            "name": f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
-            "weekday": rng.choice(_WEEKDAYS),
-            "month": rng.choice(_MONTHS),
-            "number": str(rng.randint(2, 40)),
-        }
-        return re.sub(r"\{(name|weekday|month|number)\}", lambda m: values[m.group(1)], sentence)
+                yield fill_placeholders(sentence, rng)
 
     @staticmethod
     def _trim(segments: list[Segment], excess: int) -> list[Segment]:

@@ -100,6 +100,7 @@ def test_no_doctag_variants(claim):
         with_tag = apply_condition(doc, name, claim, seed=6)
         without = apply_condition(doc, name + "_no_doctag", claim, seed=6)
         assert with_tag.text.startswith(DOCTAG) and not without.text.startswith(DOCTAG)
+        assert without.body == with_tag.body  # the same annotation: only the tag differs
         assert without.condition == name + "_no_doctag" and not without.doctag
     assert "corrected_documents_no_doctag" in condition_names()
 
