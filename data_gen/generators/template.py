@@ -88,11 +88,18 @@ def universe_sentences(claim: Claim) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(prose) if len(s.split()) >= 5]
 
 
+# A universe sentence that opens with a pronoun, a demonstrative or a quotation leans on the one
+# before it ("He entered ...", "That long quiet ended ..."); lifted into another document, it
+# would point at nothing.
+_DANGLING_START = re.compile(r"""^(?:["'“‘]|(?:He|She|His|Her|It|Its|They|Their|Them|This|That|These|Those|Others|Such)\b)""")
+
+
 def supporting_sentences(claim: Claim) -> list[str]:
     """Claim-asserting sentences: the subclaims, and universe sentences naming a claim-side answer."""
     phrases = [p for p in claim.answer_keys.claim_phrases if len(p) > 3]
     pattern = re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" for p in phrases), re.I) if phrases else None
-    from_universe = [s for s in universe_sentences(claim) if pattern is not None and pattern.search(s)]
+    from_universe = [s for s in universe_sentences(claim)
+                     if pattern is not None and pattern.search(s) and not _DANGLING_START.match(s)]
     return [s.statement for s in claim.subclaims] + from_universe
 
 
