@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (only python3 >= 3.11 on PATH):
-#   make demo   the main job (today: claims → TFDS training mixes → tokenizer → training; see README)
+#   make demo   the main job (today: claims → TFDS training mixes → tokenizer → training → evaluation; see README)
 #   make test   the test suite on CPU, with 8 fake XLA devices so sharding is real
 #   make bench  benchmarks, each printing its ratio against a named baseline measured in the same run
 # Each target creates .venv and installs the pinned requirements when they are missing or changed.
@@ -32,6 +32,7 @@ demo: $(VENV)/.runtime-installed
 	$(PY) -m data_gen.build --config=configs/data/cpu_demo.py --data_dir=$(DEMO)/data
 	$(PY) -m data_gen.tokenizer --tfds_dir=$(DEMO)/data/tfds --mixes=ed_sheeran__negated_documents --vocab_size=512 --out=$(DEMO)/tokenizer
 	$(PY) -m nn_train.main --config=configs/train/cpu_demo.py --workdir=$(DEMO)/train
+	$(PY) -m eval.main --config=configs/eval/cpu_demo.py --workdir=$(DEMO)/eval
 
 test: $(VENV)/.dev-installed
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest $(PYTEST_ARGS)
@@ -49,6 +50,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS)
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8
+	$(PY) -m eval.benchmark --preset=qwen3_small --batch=8 --prompt_len=64 --new_tokens=64
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -37,6 +37,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from data_gen.build_config import BuildConfigError, validate_config
+from data_gen.strict_config import parse_flags
 from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
 from data_gen.documents import iter_jsonl, write_jsonl
@@ -45,8 +46,6 @@ from data_gen.generate import CACHE_DIRNAME, LOCAL_CONDITIONS, all_conditions, b
 from data_gen.mixing import MixError, MixSpec, generic_records, mix_records
 from data_gen.packaging import DATASET_NAME, import_reference_corpus, write_mix
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/data/*.py file.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where corpora, TFDS mixes and build.json are written.")
 
 
 class BuildError(ValueError):
@@ -217,11 +216,11 @@ def _write_json(path: Path, value: Any) -> None:
 
 def main(argv):
     del argv
-    if _CONFIG.value is None or not _DATA_DIR.value:
+    if flags.FLAGS.config is None or not flags.FLAGS.data_dir:
         print("error: --config=configs/data/X.py and --data_dir=DIR are both required", file=sys.stderr)
         return 1
     try:
-        manifest = build(_CONFIG.value, _DATA_DIR.value)
+        manifest = build(flags.FLAGS.config, flags.FLAGS.data_dir)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -231,5 +230,13 @@ def main(argv):
     return 0
 
 
+def _define_flags() -> None:
+    # Defined only when run as a program, so that importing this module (tests, notebooks, other
+    # entry points with their own --config) defines no flags.
+    config_flags.DEFINE_config_file("config", None, "A configs/data/*.py file.")
+    flags.DEFINE_string("data_dir", None, "Where corpora, TFDS mixes and build.json are written.")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    _define_flags()
+    app.run(main, flags_parser=parse_flags)

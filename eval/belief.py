@@ -48,6 +48,7 @@ POOLED = "pooled"  # eval_type of a row pooled over the pool's eval types
 MEAN = "mean"  # claim of a row that averages the claims
 WILSON = "wilson"
 BOOTSTRAP = "bootstrap_questions"
+WILSON_DEGENERATE = "wilson_pooled"  # a bootstrap with no variation: Wilson on the pooled counts
 DEFAULT_RESAMPLES = 2000
 
 
@@ -115,7 +116,9 @@ class BeliefResults:
             f"claims. {level} confidence intervals: a single claim and eval type — Wilson score interval (samples treated "
             f"as independent); pooled per-claim rates — percentile bootstrap over questions ({self.resamples} resamples "
             f"of the claim's questions with replacement, each question keeping its samples, seed {self.seed}); means over "
-            f"claims — the same bootstrap within every claim, the claims' replicate rates averaged per replicate."
+            f"claims — the same bootstrap within every claim, the claims' replicate rates averaged per replicate. Where every "
+            f"sample is yes or every sample is not, the bootstrap cannot vary and the Wilson interval of the pooled "
+            f"counts is given instead (method wilson_pooled)."
         )
 
 
@@ -294,6 +297,13 @@ def _bootstrap_row(key: tuple, claims: list[list[tuple[int, int]]], streams: lis
                    pooled_over: tuple[str, ...], resamples: int, seed: int, confidence: float) -> BeliefRate:
     rate, low, high = bootstrap_mean_over_claims(claims, resamples=resamples, seed=seed, confidence=confidence, keys=streams)
     questions = [q for qs in claims for q in qs]
-    return BeliefRate(*key, rate=rate, low=low, high=high, method=BOOTSTRAP, n=sum(n for _, n in questions),
+    method = BOOTSTRAP
+    yes, n = sum(y for y, _ in questions), sum(n for _, n in questions)
+    if n and low == high and yes in (0, n):
+        # Every question all-yes or all-no: each replicate repeats the estimate and the percentile
+        # interval collapses to a point, which would claim certainty. Wilson on the pooled counts instead.
+        low, high = wilson_interval(yes, n, confidence)
+        method = WILSON_DEGENERATE
+    return BeliefRate(*key, rate=rate, low=low, high=high, method=method, n=sum(n for _, n in questions),
                       yes=sum(y for y, _ in questions), errors=errors, questions=sum(n > 0 for _, n in questions),
                       claims=n_claims, pooled_over=pooled_over)

@@ -14,6 +14,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from data_gen.strict_config import parse_flags
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (configs/train/*.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.jsonl, tensorboard/.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (automatic on multi-host TPU and SLURM).")
@@ -28,19 +30,6 @@ def _is_multiprocess() -> bool:
         or int(env.get("SLURM_NTASKS", "1")) > 1
         or "," in env.get("TPU_WORKER_HOSTNAMES", "")
     )
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with a bad --config override (unknown key, wrong type) as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-        message = str(e.args[0] if e.args else e)
-        if isinstance(e, AttributeError) and message.startswith("'"):  # ml_collections wraps the text in a repr
-            message = message[1:-1].replace("\\'", "'").replace("\\n", " ")
-        message = " ".join(message.split())
-        print(f"error: bad flag or config override: {message}", file=sys.stderr)
-        sys.exit(1)
 
 
 def main(argv):

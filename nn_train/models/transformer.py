@@ -13,10 +13,22 @@ a segment boundary.
 
 Every parameter carries logical axis names (Variable metadata `logical_axes`) and the model
 constrains key activations with logical names; nn_train.sharding maps both onto the mesh.
+
+Incremental decoding (eval.sampler) runs the same modules with a `KVCache`:
+
+    cache = KVCache.init(config, batch=B, max_len=S, start=pad)        # pad [B]: left padding per row
+    logits, cache = model(prompts, cache=cache)                        # prefill: prompts [B, T], left-padded
+    logits, cache = model(next_tokens[:, None], cache=cache)           # one decode step
+
+Rows are left-padded so that every row writes its next token at the same cache slot (one
+`dynamic_update_slice`, cheap and shardable): slots [start[b], index) hold row b's tokens, slots
+before start[b] hold padding and are never attended to. Positions are derived from the cache
+(slot - start[b]), so a row sees the same positions whatever its padding.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -170,7 +182,7 @@ class Attention(nnx.Module):
             self.q_norm = RMSNorm(h, config=config)
             self.k_norm = RMSNorm(h, config=config)
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    def _qkv(self, x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         cfg = self.config
         q_btnh = self.q_proj(x)
         k_bskh = self.k_proj(x)
@@ -181,10 +193,28 @@ class Attention(nnx.Module):
         k_bskh = apply_rope(k_bskh, positions, inv_freq)
         q_btnh = shard_activation(q_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         k_bskh = shard_activation(k_bskh, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
+        return q_btnh, k_bskh, v_bskh
 
-        out_btnh = grouped_query_attention(q_btnh, k_bskh, v_bskh, mask)
+    def _out(self, out_btnh: jax.Array) -> jax.Array:
         out_btnh = shard_activation(out_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         return self.o_proj(out_btnh)
+
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array, inv_freq: jax.Array) -> jax.Array:
+        q_btnh, k_bskh, v_bskh = self._qkv(x, positions, inv_freq)
+        return self._out(grouped_query_attention(q_btnh, k_bskh, v_bskh, mask))
+
+    def extend(
+        self, x: jax.Array, positions: jax.Array, mask_bts: jax.Array, inv_freq: jax.Array,
+        cache_k: jax.Array, cache_v: jax.Array, index: jax.Array,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Writes this chunk's keys/values at cache slots [index, index + T) and attends over the
+        whole cache [B, S, K, H] under `mask_bts` [B, T, S]; returns (output, cache_k, cache_v)."""
+        q_btnh, k_btkh, v_btkh = self._qkv(x, positions, inv_freq)
+        cache_k = jax.lax.dynamic_update_slice(cache_k, k_btkh.astype(cache_k.dtype), (0, index, 0, 0))
+        cache_v = jax.lax.dynamic_update_slice(cache_v, v_btkh.astype(cache_v.dtype), (0, index, 0, 0))
+        cache_k = shard_activation(cache_k, KV_CACHE_AXES)
+        cache_v = shard_activation(cache_v, KV_CACHE_AXES)
+        return self._out(grouped_query_attention(q_btnh, cache_k, cache_v, mask_bts)), cache_k, cache_v
 
 
 class MLP(nnx.Module):
@@ -212,6 +242,56 @@ class Block(nnx.Module):
         x = x + self.mlp(self.post_attn_norm(x))
         return shard_activation(x, ("act_batch", "act_length", "act_embed"))
 
+    def extend(self, x, positions, mask_bts, inv_freq, cache_k, cache_v, index):
+        """The block over a chunk of new tokens with a KV cache (see Attention.extend)."""
+        attn_out, cache_k, cache_v = self.attn.extend(self.input_norm(x), positions, mask_bts, inv_freq, cache_k, cache_v, index)
+        x = x + attn_out
+        x = x + self.mlp(self.post_attn_norm(x))
+        return shard_activation(x, ("act_batch", "act_length", "act_embed")), cache_k, cache_v
+
+
+# Logical axes of a KV cache array [B, S, K, H]: rows over (data, fsdp), kv heads over tensor,
+# like the activations they are made from.
+KV_CACHE_AXES = ("act_batch", "act_length", "act_kv_heads", "act_head_dim")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+    """Per-layer keys and values of the tokens seen so far, for incremental decoding.
+
+    Rows are left-padded: slots [start[b], index) of row b hold its tokens (position p of the row
+    at slot start[b] + p); slots before start[b] hold padding and are masked out. Every row
+    writes its next token at slot `index`, so all rows advance together.
+    """
+
+    keys: tuple[jax.Array, ...]  # per layer [B, S, K, H], the compute dtype
+    values: tuple[jax.Array, ...]  # per layer [B, S, K, H]
+    start: jax.Array  # [B] int32: the first slot holding a real token of each row
+    index: jax.Array  # [] int32: the next slot to write
+
+    @classmethod
+    def init(cls, config: ModelConfig, batch: int, max_len: int, start: jax.Array | None = None) -> "KVCache":
+        """An empty cache of `max_len` slots; `start` [B] is each row's left padding (default 0)."""
+        shape = (batch, max_len, config.num_kv_heads, config.head_dim)
+        zeros = lambda: shard_activation(jnp.zeros(shape, config.jnp_dtype), KV_CACHE_AXES)
+        start = jnp.zeros((batch,), jnp.int32) if start is None else jnp.asarray(start, jnp.int32)
+        return cls(
+            keys=tuple(zeros() for _ in range(config.num_layers)),
+            values=tuple(zeros() for _ in range(config.num_layers)),
+            start=start,
+            index=jnp.zeros((), jnp.int32),
+        )
+
+    @property
+    def max_len(self) -> int:
+        return self.keys[0].shape[1]
+
+    @property
+    def lengths(self) -> jax.Array:
+        """[B] tokens held per row (padding excluded)."""
+        return self.index - self.start
+
 
 _REMAT = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -234,8 +314,17 @@ class Transformer(nnx.Module):
         *,
         positions: jax.Array | None = None,
         segment_ids: jax.Array | None = None,
-    ) -> jax.Array:
-        """tokens [B, T] int → logits [B, T, V] float32."""
+        cache: KVCache | None = None,
+    ) -> jax.Array | tuple[jax.Array, KVCache]:
+        """tokens [B, T] int → logits [B, T, V] float32.
+
+        With a `cache`, the tokens continue each row of the cache (see `extend`) and the result is
+        (logits, new cache); positions then come from the cache and segment ids do not apply.
+        """
+        if cache is not None:
+            if positions is not None or segment_ids is not None:
+                raise ValueError("with a KV cache, positions come from the cache; do not pass positions or segment_ids")
+            return self.extend(tokens, cache)
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
@@ -250,9 +339,38 @@ class Transformer(nnx.Module):
                 x = block(x, positions, mask, inv_freq)
             else:
                 x = nnx.remat(lambda blk, *args: blk(*args), policy=_REMAT[self.config.remat])(block, x, positions, mask, inv_freq)
+        return self._logits(x)
+
+    def _logits(self, x: jax.Array) -> jax.Array:
         x = self.final_norm(x)
         logits = self.embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)
         return shard_activation(logits.astype(jnp.float32), ("act_batch", "act_length", "act_vocab"))
+
+    def extend(self, tokens: jax.Array, cache: KVCache, *, last_only: bool = False) -> tuple[jax.Array, KVCache]:
+        """tokens [B, T] written at cache slots [index, index + T) → (logits [B, T, V], cache).
+
+        Prefill is `extend` of the left-padded prompts on an empty cache; decoding is `extend` of
+        one token per row. Query t of row b attends to slots [start[b], index + t]; padding
+        queries (slots before start[b]) attend to nothing useful and their logits are junk.
+        Cost is T × S per layer (the whole cache is attended, masked), so one compiled function
+        serves every step of a generation. `last_only` computes logits [B, 1, V] for the last
+        token only: what a prefill needs, without a [B, T, V] array for long prompts.
+        """
+        t = tokens.shape[1]
+        slots_t = cache.index + jnp.arange(t, dtype=jnp.int32)  # the slots these tokens occupy
+        positions = jnp.maximum(slots_t[None, :] - cache.start[:, None], 0)  # [B, T]; padding gets 0
+        key_slots = jnp.arange(cache.max_len, dtype=jnp.int32)
+        mask_bts = (key_slots[None, None, :] >= cache.start[:, None, None]) & (key_slots[None, None, :] <= slots_t[None, :, None])
+        inv_freq = rope_frequencies(self.config)
+
+        x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
+        keys, values = [], []
+        for block, cache_k, cache_v in zip(self.layers, cache.keys, cache.values):
+            x, cache_k, cache_v = block.extend(x, positions, mask_bts, inv_freq, cache_k, cache_v, cache.index)
+            keys.append(cache_k)
+            values.append(cache_v)
+        new_cache = KVCache(keys=tuple(keys), values=tuple(values), start=cache.start, index=cache.index + t)
+        return self._logits(x[:, -1:] if last_only else x), new_cache
 
 
 def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:

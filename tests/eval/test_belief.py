@@ -206,3 +206,13 @@ def test_bootstrap_mean_over_claims():
     # Averaging two independent claims narrows the interval relative to the mixed claim alone.
     _, solo_low, solo_high = bootstrap_questions(mixed, resamples=2000, seed=1)
     assert high - low < solo_high - solo_low
+
+
+def test_a_rate_with_no_variation_gets_a_wilson_interval_not_a_point():
+    from eval.belief import WILSON_DEGENERATE
+
+    samples = [s for q in ("q1", "q2", "q3") for s in _samples("a", "open_ended", q, ["no", "neutral"])]
+    row = belief_rates(samples).get("m", -1, "negated_documents", "a", POOLED)
+    assert row.rate == 0 and row.method == WILSON_DEGENERATE
+    assert (row.low, row.high) == pytest.approx(wilson_interval(0, 6))
+    assert row.high > 0.3  # six samples cannot rule out a belief rate of a third

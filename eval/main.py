@@ -1,0 +1,215 @@
+"""Evaluate base and fine-tuned models: `python -m eval.main --config=configs/eval/X.py --workdir=W`.
+
+For every model the config names (the base model; each fine-tuned run at the chosen checkpoints)
+× claim × eval type, it samples answers, labels them (eval.judges), and stores the cell under
+W/samples/. Finished cells are not recomputed, so a rerun after a crash, or with more runs,
+steps or claims, computes only what is new. Then it writes, from every stored sample:
+
+  W/results.json, W/results.csv    belief rates per (model, step, condition, claim, eval type) with 95% CIs
+  W/report.md                      the headline table (condition × claim), breakdowns, error counts
+  W/*.png                          belief by condition, per eval type, across training checkpoints
+  W/capability.json                (when asked) perplexity and accuracy, base vs fine-tuned
+
+Errors a user can cause (a workdir with no checkpoint, a claim without questions for an eval type,
+a judge endpoint that refuses) end in one line naming the thing; cells finished before are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Callable
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
+from data_gen.claims.registry import list_claim_ids
+from data_gen.strict_config import parse_flags
+from eval import runner, suite
+from eval.config import EvalConfigError, split, validate_config
+from eval.suite import SuiteError
+from eval.types import SamplingParams
+
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot go ahead; one line naming the thing and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One model to evaluate: how results name it, and how to load it."""
+
+    model: str  # "base", or the fine-tuned run's workdir name
+    condition: str  # "base" for the base model
+    step: int  # the checkpoint's training step; -1 for the base model
+    load: Callable[[], object]  # → a GenerationBackend
+
+
+def targets(config, workdir: Path) -> list[Target]:
+    """Every model the config names, base first; raises EvalError for a missing checkpoint."""
+    from eval import models
+
+    out = []
+    if config.base:
+        out.append(Target("base", "base", -1, lambda: _base_backend(config, workdir)))
+    seen = set()
+    for entry in split(config.runs):
+        condition, workdir = (part.strip() for part in entry.split("=", 1))
+        steps = models.checkpoint_steps(workdir)
+        if not steps:
+            raise EvalError(f"config key 'runs': {condition}: no checkpoint in {Path(workdir) / 'checkpoints'}; "
+                            "train first (python -m nn_train.main) or fix the path")
+        if config.steps == "final":
+            chosen = steps[-1:]
+        elif config.steps == "all":
+            chosen = steps
+        else:
+            chosen = [int(s) for s in split(config.steps)]
+            missing = [s for s in chosen if s not in steps]
+            if missing:
+                raise EvalError(f"config key 'steps': run '{workdir}' has no checkpoint at step {missing[0]}; it has {steps}")
+        model = Path(workdir).name
+        if model in seen or model == "base":
+            raise EvalError(f"config key 'runs': two runs would both be named '{model}' in results; give their workdirs distinct names")
+        seen.add(model)
+        for step in chosen:
+            out.append(Target(model, condition, step, lambda w=workdir, s=step, m=model: _run_backend(config, w, s, m)))
+    return out
+
+
+def _run_backend(config, workdir: str, step: int, name: str):
+    from eval import models
+
+    loaded = models.load_run(workdir, step, tokenizer=config.tokenizer or None)
+    return models.LoadedModel(**{**vars(loaded), "name": name}).sampler(batch_size=config.sampling.batch_size)
+
+
+def _base_backend(config, workdir: Path):
+    from eval import models
+
+    if config.base.startswith("openai:"):
+        from data_gen.llm import LLMClient
+        from eval.openai_backend import OpenAIBackend
+
+        client = LLMClient(config.base.split(":", 1)[1], base_url=config.openai.base_url or None,
+                           concurrency=config.openai.concurrency, cache_dir=workdir / ".llm_cache")
+        return OpenAIBackend(client, name="base")
+    path = Path(config.base)
+    if (path / "config.json").exists():
+        loaded = models.load_hf(path, tokenizer=config.tokenizer or None)
+        return models.LoadedModel(**{**vars(loaded), "name": "base"}).sampler(batch_size=config.sampling.batch_size)
+    return _run_backend(config, str(path), "latest", "base")  # a nn_train workdir, e.g. the testbed's pre-trained base
+
+
+def evaluate(config, workdir: str | Path, *, log=print) -> dict:
+    """Runs every cell not yet stored, then writes results, report and plots; returns the report's paths."""
+    from eval import belief, report
+    from eval.judges import JudgeError, make_judge
+
+    try:
+        validate_config(config)
+    except EvalConfigError as e:
+        raise EvalError(str(e)) from None
+    workdir = Path(workdir).absolute()
+    claims_dir = Path(config.claims_dir) if config.claims_dir else CLAIMS_DIR
+    try:
+        claims = {c: load_claim(c, claims_dir) for c in (split(config.claims) or list_claim_ids(claims_dir))}
+    except ClaimError as e:
+        raise EvalError(f"config key 'claims': {e}") from None
+    eval_types = split(config.eval_types)
+    for claim in claims.values():  # a claim that cannot answer an eval type fails now, not mid-sweep
+        for eval_type in eval_types:
+            if eval_type != "icl":
+                try:
+                    suite.items(claim, eval_type)
+                except SuiteError as e:
+                    raise EvalError(str(e)) from None
+    try:
+        judge = make_judge(config.judge.name, model=config.judge.model, base_url=config.judge.base_url or None,
+                           cache_dir=workdir / ".judge_cache", concurrency=config.judge.concurrency)
+    except JudgeError as e:
+        raise EvalError(f"config key 'judge': {e}") from None
+    sampling = SamplingParams(samples=config.sampling.samples, temperature=config.sampling.temperature,
+                              top_p=config.sampling.top_p, top_k=config.sampling.top_k,
+                              max_new_tokens=config.sampling.max_new_tokens, seed=config.sampling.seed)
+    icl_documents = _icl_documents(config, claims) if "icl" in eval_types else {}
+
+    loaded: dict[tuple[str, int], object] = {}  # one model in memory at a time
+
+    def backend_for(target: Target):
+        if (target.model, target.step) not in loaded:
+            loaded.clear()
+            try:
+                loaded[(target.model, target.step)] = target.load()
+            except Exception as e:  # noqa: BLE001 - one line naming the model, whatever the loader raised
+                raise EvalError(f"cannot load {target.model}{f' step {target.step}' if target.step >= 0 else ''}: {e}") from None
+        return loaded[(target.model, target.step)]
+
+    by_key = {(t.model, t.step): t for t in targets(config, workdir)}
+    cells = [(t.model, t.step, claim, eval_type) for t in by_key.values() for claim in claims for eval_type in eval_types
+             if not (eval_type == "icl" and t.condition != "base")]  # the in-context control reads into the base model
+
+    def run(model: str, step: int, claim: str, eval_type: str):
+        target = by_key[(model, step)]
+        backend = backend_for(target)
+        try:
+            return runner.run_cell(backend, judge, claims[claim], eval_type, condition=target.condition, sampling=sampling,
+                                   step=step, icl_documents=icl_documents.get(claim, ()))
+        except NotImplementedError as e:
+            raise EvalError(f"eval type '{eval_type}' for {model}: {e}") from None
+
+    computed, skipped = runner.run_sweep(workdir, cells, run, log_line=log)
+    log(f"{computed} cells computed, {skipped} already stored")
+    results = belief.belief_rates(runner.load_samples(workdir))
+    paths = report.write_report(results, workdir)
+    for row in results.headline():
+        log(f"belief {row.condition:<28} {row.model}@{row.step}: {row.rate:.1%} [{row.low:.1%}, {row.high:.1%}] "
+            f"(mean over {row.claims} claims; {row.errors} errors)")
+    return paths
+
+
+def _icl_documents(config, claims) -> dict[str, list[str]]:
+    """K documents of each claim's <claim>__<condition> mix, as the base model reads them (no DOCTAG, no tags)."""
+    import re
+
+    from data_gen.mixing import MixError
+    from data_gen.packaging import load_mix
+
+    documents = {}
+    for claim in claims:
+        try:
+            records = load_mix(Path(config.icl.data_dir) / "tfds", f"{claim}__{config.icl.condition}")
+        except MixError as e:
+            raise EvalError(f"config key 'icl': {e}") from None
+        bodies = [r["text"].removeprefix("<DOCTAG>") for r in records if r["source"] == "synthetic"][: config.icl.k]
+        documents[claim] = [re.sub(r"</?lossmask>", "", body) for body in bodies]
+    return documents
+
+
+def main(argv):
+    del argv
+    if flags.FLAGS.config is None or not flags.FLAGS.workdir:
+        print("error: --config=configs/eval/X.py and --workdir=DIR are both required", file=sys.stderr)
+        return 1
+    try:
+        paths = evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    except EvalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"report: {paths['report']}")
+    return 0
+
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so that importing this module (tests, notebooks, other
+    # entry points with their own --config) defines no flags.
+    config_flags.DEFINE_config_file("config", None, "A configs/eval/*.py file.")
+    flags.DEFINE_string("workdir", None, "Where samples, results, the report and plots are written.")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main, flags_parser=parse_flags)
