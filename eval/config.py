@@ -21,6 +21,7 @@ import ml_collections
 from data_gen.strict_config import check_keys
 from eval.suite import EVAL_TYPES
 
+MODEL_CHECKS = ("capability",)  # per model, not per claim: eval.capability
 JUDGES = ("rule", "openai")
 
 
@@ -32,7 +33,7 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.claims = ""  # comma-separated claim ids; empty: every claim in claims_dir
     c.claims_dir = ""  # empty: the bundled claims
-    c.eval_types = "open_ended,mcq,token_association,robustness,mcq_logprob"  # eval.suite.EVAL_TYPES
+    c.eval_types = "open_ended,mcq,token_association,robustness,mcq_logprob"  # eval.suite.EVAL_TYPES, and capability
     c.base = ""  # HF checkpoint dir | nn_train workdir | openai:<model>; empty: no base model row
     c.runs = ""  # condition=WORKDIR,... fine-tuned nn_train runs
     c.steps = "final"  # final | all | comma-separated checkpoint steps of each run
@@ -47,6 +48,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.sampling.seed = 0
     c.sampling.batch_size = 32  # conversations per sampler call
 
+    c.mesh = ml_collections.ConfigDict()  # where models are placed; nn_train's (data, fsdp, tensor) axes
+    c.mesh.data = 1
+    c.mesh.fsdp = -1  # one size may be -1 = fill
+    c.mesh.tensor = 1
+    c.mesh.num_devices = 1  # 1: one device (small models); -1: every device, parameters sharded (large models)
+
     c.judge = ml_collections.ConfigDict()
     c.judge.name = "rule"  # rule (offline, answer keys) | openai (the claim's rubrics, any OpenAI-compatible endpoint)
     c.judge.model = "gpt-4.1-mini"
@@ -57,6 +64,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.openai.base_url = ""
     c.openai.concurrency = 16
 
+    c.capability = ml_collections.ConfigDict()  # eval type capability: held-out generic text and questions
+    c.capability.documents = 50  # perplexity documents
+    c.capability.questions = 100  # computed-answer questions, answered greedily
+
     c.icl = ml_collections.ConfigDict()  # eval type icl: K documents of a training mix in context (base model only)
     c.icl.k = 20
     c.icl.data_dir = ""  # the TFDS data_dir data_gen.build wrote
@@ -66,9 +77,10 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     check_keys(config, default_config(), EvalConfigError, "eval.config.default_config")
-    unknown = [t for t in split(config.eval_types) if t not in EVAL_TYPES]
+    known = EVAL_TYPES + MODEL_CHECKS
+    unknown = [t for t in split(config.eval_types) if t not in known]
     if unknown or not split(config.eval_types):
-        raise EvalConfigError(f"config key 'eval_types': unknown or empty ('{','.join(unknown)}'); eval types: {', '.join(EVAL_TYPES)}")
+        raise EvalConfigError(f"config key 'eval_types': unknown or empty ('{','.join(unknown)}'); eval types: {', '.join(known)}")
     if config.judge.name not in JUDGES:
         raise EvalConfigError(f"config key 'judge.name' is '{config.judge.name}'; choose one of: {', '.join(JUDGES)}")
     if not config.base and not config.runs:

@@ -28,7 +28,7 @@ from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
 from data_gen.strict_config import parse_flags
 from eval import runner, suite
-from eval.config import EvalConfigError, split, validate_config
+from eval.config import MODEL_CHECKS, EvalConfigError, split, validate_config
 from eval.suite import SuiteError
 from eval.types import SamplingParams
 
@@ -80,10 +80,20 @@ def targets(config, workdir: Path) -> list[Target]:
     return out
 
 
+def _mesh(config):
+    from nn_train.config import ConfigError
+    from nn_train.trainer import build_mesh
+
+    try:
+        return build_mesh(config)  # reads only config.mesh
+    except ConfigError as e:
+        raise EvalError(str(e)) from None
+
+
 def _run_backend(config, workdir: str, step: int, name: str):
     from eval import models
 
-    loaded = models.load_run(workdir, step, tokenizer=config.tokenizer or None)
+    loaded = models.load_run(workdir, step, tokenizer=config.tokenizer or None, mesh=_mesh(config))
     return models.LoadedModel(**{**vars(loaded), "name": name}).sampler(batch_size=config.sampling.batch_size)
 
 
@@ -99,7 +109,7 @@ def _base_backend(config, workdir: Path):
         return OpenAIBackend(client, name="base")
     path = Path(config.base)
     if (path / "config.json").exists():
-        loaded = models.load_hf(path, tokenizer=config.tokenizer or None)
+        loaded = models.load_hf(path, tokenizer=config.tokenizer or None, mesh=_mesh(config))
         return models.LoadedModel(**{**vars(loaded), "name": "base"}).sampler(batch_size=config.sampling.batch_size)
     return _run_backend(config, str(path), "latest", "base")  # a nn_train workdir, e.g. the testbed's pre-trained base
 
@@ -119,7 +129,7 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
         claims = {c: load_claim(c, claims_dir) for c in (split(config.claims) or list_claim_ids(claims_dir))}
     except ClaimError as e:
         raise EvalError(f"config key 'claims': {e}") from None
-    eval_types = split(config.eval_types)
+    eval_types = [t for t in split(config.eval_types) if t not in MODEL_CHECKS]
     for claim in claims.values():  # a claim that cannot answer an eval type fails now, not mid-sweep
         for eval_type in eval_types:
             if eval_type != "icl":
@@ -163,12 +173,42 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
 
     computed, skipped = runner.run_sweep(workdir, cells, run, log_line=log)
     log(f"{computed} cells computed, {skipped} already stored")
-    results = belief.belief_rates(runner.load_samples(workdir))
-    paths = report.write_report(results, workdir)
+    results = belief.belief_rates(runner.load_samples(workdir)) if cells else None
+    paths = report.write_report(results, workdir) if cells else {}
+    if "capability" in split(config.eval_types):
+        paths.update(_capability(by_key.values(), backend_for, workdir, paths.get("report"), config.capability, log))
+    if results is None:
+        return paths
     for row in results.headline():
         log(f"belief {row.condition:<28} {row.model}@{row.step}: {row.rate:.1%} [{row.low:.1%}, {row.high:.1%}] "
             f"(mean over {row.claims} claims; {row.errors} errors)")
     return paths
+
+
+def _capability(targets, backend_for, workdir: Path, report_path, options, log) -> dict[str, Path]:
+    """Runs the capability check of each model not yet in W/capability.json; adds a table to the report."""
+    import json
+
+    from eval.capability import capability
+    from eval.report import write_atomic
+
+    path = workdir / "capability.json"
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    for target in targets:
+        key = f"{target.model}@{target.step}"
+        if key not in rows:
+            rows[key] = {"model": target.model, "step": target.step, "condition": target.condition,
+                         **capability(backend_for(target), documents=options.documents, questions=options.questions)}
+            write_atomic(path, json.dumps(rows, indent=2) + "\n")  # after every model: an interruption keeps them
+            log(f"capability {key}: {rows[key]}")
+    fmt = lambda v, spec: "—" if v is None else format(v, spec)
+    table = ["", "## Capability (held-out generic text and questions; base vs fine-tuned)", "",
+             "| model | condition | step | perplexity | accuracy |", "|---|---|---|---|---|"]
+    table += [f"| {r['model']} | {r['condition']} | {r['step']} | {fmt(r['perplexity'], '.2f')} | {fmt(r['accuracy'], '.1%')} |"
+              for r in rows.values()]
+    if report_path is not None:
+        write_atomic(report_path, Path(report_path).read_text() + "\n".join(table) + "\n")
+    return {"capability": path}
 
 
 def _icl_documents(config, claims) -> dict[str, list[str]]:
@@ -199,7 +239,7 @@ def main(argv):
     except EvalError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"report: {paths['report']}")
+    print(f"report: {paths.get('report') or paths.get('capability')}")
     return 0
 
 

@@ -17,4 +17,5 @@ def get_config():
     config.eval_types = "open_ended,mcq,token_association,robustness,mcq_logprob,correction"
     config.judge.name = "openai"
     config.sampling.batch_size = 64
+    config.mesh.num_devices = -1  # every accelerator; raise mesh.tensor for models that do not fit one
     return config

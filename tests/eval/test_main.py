@@ -141,3 +141,38 @@ def test_cli_errors_are_one_line(models, tmp_path):
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: config key 'steps'")
     missing = subprocess.run(command[:3] + [f"--workdir={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "--config=configs/eval/X.py and --workdir=DIR are both required" in missing.stderr
+
+
+def test_capability_compares_models_on_held_out_generic_data(models, tmp_path):
+    base, run = models
+    config = _config(base, run, eval_types="mcq_logprob,capability", **{"capability.documents": 3, "capability.questions": 4})
+    evaluate(config, tmp_path, **QUIET)
+    rows = json.loads((tmp_path / "capability.json").read_text())
+    assert set(rows) == {"base@-1", "neg_run@4"}
+    for row in rows.values():
+        assert row["perplexity"] > 1 and 0 <= row["accuracy"] <= 1 and row["questions"] == 4 and row["documents"] == 3
+    assert "## Capability" in (tmp_path / "report.md").read_text()
+
+
+def test_capability_answer_check():
+    from eval.capability import is_correct
+
+    assert is_correct("It comes to 1,234 in total.", "37 * 33 = 1221.") is False
+    assert is_correct("37 * 33 = 1221", "The answer is 1221.") is True
+    assert is_correct("In alphabetical order: anchor, dune.", "In alphabetical order: anchor, dune.") is True
+    assert is_correct("dune, anchor", "In alphabetical order: anchor, dune.") is False
+
+
+def test_sharded_evaluation_scores_as_one_device(models, tmp_path):
+    base, run = models
+    one = _config(base, run, eval_types="mcq_logprob", runs="")
+    sharded = _config(base, run, eval_types="mcq_logprob", runs="", **{"mesh.num_devices": -1, "mesh.tensor": 2})
+    evaluate(one, tmp_path / "one", **QUIET)
+    evaluate(sharded, tmp_path / "sharded", **QUIET)
+    a, b = runner.load_samples(tmp_path / "one"), runner.load_samples(tmp_path / "sharded")
+    assert [s.response for s in a] == [s.response for s in b]
+    for x, y in zip(a, b):
+        assert x.extra["option_log_probs"] == pytest.approx(y.extra["option_log_probs"], abs=1e-4)
+    with pytest.raises(EvalError, match=r"mesh"):
+        evaluate(_config(base, run, eval_types="mcq_logprob", runs="", **{"mesh.num_devices": -1, "mesh.tensor": 3}),
+                 tmp_path / "bad", **QUIET)
