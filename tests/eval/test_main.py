@@ -176,3 +176,36 @@ def test_sharded_evaluation_scores_as_one_device(models, tmp_path):
     with pytest.raises(EvalError, match=r"mesh"):
         evaluate(_config(base, run, eval_types="mcq_logprob", runs="", **{"mesh.num_devices": -1, "mesh.tensor": 3}),
                  tmp_path / "bad", **QUIET)
+
+
+def test_a_claim_without_questions_for_an_eval_type_is_named(models, tmp_path):
+    import shutil
+
+    import yaml
+
+    base, run = models
+    shutil.copytree(REPO_ROOT / "data_gen/claims/ed_sheeran", tmp_path / "claims/ed_sheeran")
+    questions = tmp_path / "claims/ed_sheeran/questions.yaml"
+    data = yaml.safe_load(questions.read_text())
+    data["robustness"] = []
+    questions.write_text(yaml.safe_dump(data))
+    with pytest.raises(EvalError, match=r"claim 'ed_sheeran' has no robustness questions"):
+        evaluate(_config(base, run, eval_types="mcq,robustness", claims_dir=str(tmp_path / "claims")), tmp_path / "out", **QUIET)
+    assert not (tmp_path / "out" / "samples").exists()  # nothing ran
+
+
+def test_icl_reads_mix_documents_and_records_a_context_overflow_as_errors(models, tmp_path):
+    from data_gen.build import build
+    from data_gen.build_config import default_config as data_config
+
+    base, run = models
+    data = data_config()
+    data.claims, data.conditions = "ed_sheeran", "negated_documents"
+    data.mix.num_documents, data.mix.num_pretrain, data.mix.num_instruct = 2, 0, 0
+    build(data, tmp_path / "data", log=lambda *_: None)
+    config = _config(base, run, eval_types="icl", runs="", **{"icl.data_dir": str(tmp_path / "data"), "icl.k": 2})
+    evaluate(config, tmp_path / "eval", **QUIET)
+    samples = runner.load_samples(tmp_path / "eval")
+    assert {s.eval_type for s in samples} == {"icl"} and len(samples) == 40 * 2
+    # Two ~500-word documents do not fit the tiny model's 256 positions: every sample says so, none is "neutral".
+    assert {s.label for s in samples} == {"error"} and "generation failed" in samples[0].reason
