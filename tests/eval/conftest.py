@@ -44,21 +44,3 @@ def sampler(tiny_model, tokenizer):
     from eval.sampler import Sampler
 
     return Sampler(tiny_model, tokenizer, batch_size=8, name="tiny")
-
-
-@pytest.fixture(scope="session")
-def hf_checkpoints(tmp_path_factory):
-    """case → (transformers model, directory it was saved to), as in tests/nn_train; built once per session."""
-    from tests.nn_train.hf_oracle import build_hf_model
-
-    built = {}
-
-    def get(case: str):
-        if case not in built:
-            model = build_hf_model(case)
-            directory = tmp_path_factory.mktemp(case)
-            model.save_pretrained(directory)
-            built[case] = (model, directory)
-        return built[case]
-
-    return get
