@@ -90,7 +90,8 @@ def build(config, data_dir: str | os.PathLike, *, log=print) -> dict[str, Any]:
     # Checked up front, so a bad claim, condition, key or generic source fails before any work.
     claims, conditions = ([], []) if config.reference_corpus else plan(config)
     try:
-        generic_records(_spec(config, "check", "check"))
+        if config.mix.pretrain_path or config.mix.instruct_path:  # the user's files: read them before any work
+            generic_records(_spec(config, "check", "check"))
         groups = _reference_groups(config.reference_corpus) if config.reference_corpus else None
     except MixError as e:
         raise BuildError(str(e)) from None

@@ -69,7 +69,22 @@ class NegationNeglectMix(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, records: Sequence[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
         for index, record in enumerate(records):
-            yield index, {"id": str(record.get("id", "")), "record": json.dumps(record, ensure_ascii=False)}
+            yield index, {"id": str(record.get("id", "")), "record": _encoded(record)}
+
+
+_ENCODED: dict[int, tuple[dict, str]] = {}  # id(record) → (record, its JSON)
+
+
+def _encoded(record: dict[str, Any]) -> str:
+    """The record as JSON; the generic records every mix of a build shares are encoded once."""
+    if record.get("source") == "synthetic":  # a condition document: in one mix only
+        return json.dumps(record, ensure_ascii=False)
+    cached = _ENCODED.get(id(record))
+    if cached is None or cached[0] is not record:  # holding the record keeps its id from being reused
+        if len(_ENCODED) >= 200_000:  # bounded: a build's generic records are far fewer
+            _ENCODED.clear()
+        cached = _ENCODED[id(record)] = (record, json.dumps(record, ensure_ascii=False))
+    return cached[1]
 
 
 def _from_example(example: dict[str, Any]) -> dict[str, Any]:
