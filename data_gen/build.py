@@ -23,7 +23,6 @@ visible later, leaves each finished file whole: corpora and mixes are written at
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import sys
@@ -37,14 +36,15 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from data_gen.build_config import BuildConfigError, validate_config
-from data_gen.strict_config import parse_flags
 from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
-from data_gen.documents import iter_jsonl, write_jsonl
 from data_gen.conditions import NO_DOCTAG_SUFFIX
+from data_gen.documents import iter_jsonl, write_jsonl
 from data_gen.generate import CACHE_DIRNAME, LOCAL_CONDITIONS, all_conditions, build_claim, template_corpora
+from data_gen.llm.cache import write_json_atomic
 from data_gen.mixing import MixError, MixSpec, generic_records, mix_records
 from data_gen.packaging import DATASET_NAME, import_reference_corpus, write_mix
+from data_gen.strict_config import parse_flags
 
 
 
@@ -106,7 +106,7 @@ def build(config, data_dir: str | os.PathLike, *, log=print) -> dict[str, Any]:
     seconds = round(time.perf_counter() - start, 1)
     log(f"{len(mixes)} TFDS mixes -> {data_dir / 'tfds' / DATASET_NAME} ({seconds} s)")
     manifest = {"config": config.to_dict(), "data_dir": str(data_dir), "mixes": mixes, "seconds": seconds}
-    _write_json(data_dir / "build.json", manifest)
+    write_json_atomic(data_dir / "build.json", manifest, pretty=True)
     return manifest
 
 
@@ -207,12 +207,6 @@ def _reference_groups(path: str) -> dict[tuple[str, str], list[dict]]:
     for record in import_reference_corpus(path):
         groups[(record["claim"], record["condition"])].append(record)
     return dict(groups)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def main(argv):

@@ -189,6 +189,7 @@ def _capability(targets, backend_for, workdir: Path, report_path, options, log) 
     """Runs the capability check of each model not yet in W/capability.json; adds a table to the report."""
     import json
 
+    from data_gen.llm.cache import write_json_atomic
     from eval.capability import capability
     from eval.report import write_atomic
 
@@ -199,7 +200,7 @@ def _capability(targets, backend_for, workdir: Path, report_path, options, log) 
         if key not in rows:
             rows[key] = {"model": target.model, "step": target.step, "condition": target.condition,
                          **capability(backend_for(target), documents=options.documents, questions=options.questions)}
-            write_atomic(path, json.dumps(rows, indent=2) + "\n")  # after every model: an interruption keeps them
+            write_json_atomic(path, rows, pretty=True)  # after every model: an interruption keeps them
             log(f"capability {key}: {rows[key]}")
     fmt = lambda v, spec: "—" if v is None else format(v, spec)
     table = ["", "## Capability (held-out generic text and questions; base vs fine-tuned)", "",
