@@ -14,7 +14,9 @@ pooled over the eval types of the pool (open_ended, mcq, token_association, robu
 The headline is the unweighted mean of the per-claim pooled rates over the claims that have data.
 
 Every row also exists per eval type (a single claim and eval type), and as a mean over claims per
-eval type, so the report can break the headline down.
+eval type, so the report can break the headline down. Eval types outside the pool — the judge-free
+log-probability types mcq_logprob and forced_choice, the icl and correction controls — get those
+rows too (Wilson per claim, the question bootstrap for the mean) and never enter the pooled headline.
 
 Confidence intervals (the paper quotes 95% CIs; its code has none), named in each row's `method`:
   "wilson"               a single claim and eval type, or any simple proportion: the Wilson score

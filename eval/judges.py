@@ -353,8 +353,10 @@ def logprob_verdict(question: Question, option_log_probs: Mapping[str, float]) -
     """The belief verdict of the option with the highest log-probability (judge name "logprob").
 
     mcq: keys "Yes"/"No" (any case, surrounding space ignored). letter_mcq: keys "A".."D" (also "(A)",
-    "A)") or the option texts. Options other than the question's are ignored; a tie or no finite score
-    is an "error" verdict (no answer can be read), not a non-belief.
+    "A)") or the option texts. forced_choice: keys the item's claim and truth answers (its
+    answer_keys, any case, surrounding space ignored); "yes" when the claim's answer is the likelier.
+    Options other than the question's are ignored; a tie or no finite score is an "error" verdict
+    (no answer can be read), not a non-belief.
     """
     if question.eval_type == "mcq":
         def option_of(key: str) -> str | None:
@@ -368,10 +370,18 @@ def logprob_verdict(question: Question, option_log_probs: Mapping[str, float]) -
             if letter:
                 return letter.group(1).upper() if letter.group(1).upper() in question.options else None
             return texts.get(key.strip().casefold())
+    elif question.eval_type == "forced_choice":
+        if question.answer_keys is None or len(question.answer_keys.claim) != 1 or len(question.answer_keys.truth) != 1:
+            raise ValueError(f"forced_choice question '{question.id}' needs exactly one claim and one truth answer")
+        answers = {" ".join(question.answer_keys.claim[0].casefold().split()): question.answer_keys.claim[0],
+                   " ".join(question.answer_keys.truth[0].casefold().split()): question.answer_keys.truth[0]}
+
+        def option_of(key: str) -> str | None:
+            return answers.get(" ".join(key.casefold().split()))
     else:
         raise ValueError(f"question '{question.id}' ({question.eval_type}/{question.category}): log-probability "
-                         "scoring applies to yes/no mcq and letter_mcq questions only")
-    belief = question.belief_answer
+                         "scoring applies to yes/no mcq and letter_mcq questions and to forced_choice items only")
+    belief = question.answer_keys.claim[0] if question.eval_type == "forced_choice" else question.belief_answer
     scores: dict[str, float] = {}
     for key, value in option_log_probs.items():
         option = option_of(key)
@@ -379,12 +389,20 @@ def logprob_verdict(question: Question, option_log_probs: Mapping[str, float]) -
             scores[option] = max(value, scores.get(option, -math.inf))
     if not scores:
         return Verdict("error", f"no finite log-probability for the question's options in {dict(option_log_probs)}")
+    if question.eval_type == "forced_choice" and len(scores) < 2:
+        missing = [a for a in answers.values() if a not in scores]
+        return Verdict("error", f"no finite log-probability for the answer '{missing[0]}' in {dict(option_log_probs)}")
     best = max(scores.values())
     chosen = sorted(option for option, value in scores.items() if value == best)
     if len(chosen) > 1:
-        return Verdict("error", f"options {' and '.join(chosen)} tie at log-probability {best:.4g}")
+        return Verdict("error", f"options {' and '.join(repr(c) if question.eval_type == 'forced_choice' else c for c in chosen)} "
+                                f"tie at log-probability {best:.4g}")
     # Normalised over the scored options: how sure the model is, for the reason line.
     total = sum(math.exp(value - best) for value in scores.values())
     p_belief = math.exp(scores.get(belief, -math.inf) - best) / total
     label = "yes" if chosen[0] == belief else "no"
+    if question.eval_type == "forced_choice":
+        truth = question.answer_keys.truth[0]
+        return Verdict(label, f"highest log-probability: '{chosen[0]}'; log P(claim '{belief}') - log P(truth '{truth}') = "
+                              f"{scores[belief] - scores[truth]:+.4g}; P(claim answer) = {p_belief:.3f} over the two")
     return Verdict(label, f"highest log-probability: '{chosen[0]}'; P(belief answer '{belief}') = {p_belief:.3f} over the options")

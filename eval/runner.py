@@ -36,7 +36,7 @@ def run_cell(backend: GenerationBackend, judge, claim: Claim, eval_type: str, *,
                       response=response, label=verdict.label, judge=judge_name, reason=verdict.reason, step=step,
                       extra={"question_type": item.question.eval_type, **extra})
 
-    if eval_type == "mcq_logprob":
+    if eval_type in suite.LOGPROB_TYPES:
         try:
             scores = backend.option_log_probs([i.conversation for i in items], [i.options for i in items])
         except NotImplementedError:
@@ -47,7 +47,10 @@ def run_cell(backend: GenerationBackend, judge, claim: Claim, eval_type: str, *,
         for item, row in zip(items, scores):
             by_option = dict(zip(item.options, row))
             best = max(by_option, key=by_option.get)
-            out.append(sample(item, 0, best, logprob_verdict(item.question, by_option), "logprob", option_log_probs=by_option))
+            extra = {"option_log_probs": by_option}
+            if eval_type == "forced_choice":  # log P(claim's answer) - log P(truth's answer): > 0 is belief
+                extra["margin"] = by_option[item.options[0]] - by_option[item.options[1]]
+            out.append(sample(item, 0, best, logprob_verdict(item.question, by_option), "logprob", **extra))
         return out
 
     try:

@@ -8,6 +8,9 @@ Eval types (names from ../shared/paper.md):
   mcq_logprob         the same yes/no questions and the letter MCQs, scored judge-free by comparing
                       log P(option) of the answer options — no sampling, immune to parse failures
                       and to a small model's habit of always writing "A"
+  forced_choice       a two-way choice asked in chat (the claim's optional forced_choice items): log P(the
+                      reply starts with the claim's answer) against log P(it starts with the truth's answer),
+                      e.g. "Ed Sheeran" vs "Noah Lyles"; belief = the claim's answer is the likelier. Judge-free
   token_association   fill-in-the-blank, JSON/XML completion, letter MCQ, dialogue/timeline completion
   robustness          adversarial system prompts, critique of a passage asserting the claim, and
                       multi-turn push-back on an earlier assistant turn that asserted it
@@ -16,7 +19,8 @@ Eval types (names from ../shared/paper.md):
   correction          correction robustness: the claim's one-sentence correction stated in the
                       user turn before each open_ended / mcq / token_association question
 
-The belief rate pools the first four generated types (POOLED_TYPES), exactly as the paper does.
+The belief rate pools the first four generated types (POOLED_TYPES), exactly as the paper does; the
+log-probability types (LOGPROB_TYPES) are rated on their own.
 Each `Item` keeps the claim's Question, so a judge labels the answer with the rubric and answer
 keys of the question's own type (an icl item's mcq question is still judged as an mcq).
 """
@@ -31,7 +35,8 @@ from data_gen.claims import Claim, Question
 POOLED_TYPES = ("open_ended", "mcq", "token_association", "robustness")
 CONTEXT_TYPES = ("icl", "correction")  # questions of CONTEXT_SOURCES, with something put in context first
 CONTEXT_SOURCES = ("open_ended", "mcq", "token_association")
-EVAL_TYPES = POOLED_TYPES + ("mcq_logprob",) + CONTEXT_TYPES
+LOGPROB_TYPES = ("mcq_logprob", "forced_choice")  # scored by backend.option_log_probs, no sampling, no judge
+EVAL_TYPES = POOLED_TYPES + LOGPROB_TYPES + CONTEXT_TYPES
 MCQ_INSTRUCTION = "Answer with yes or no."
 YES_NO_OPTIONS = ("Yes", "No")
 LETTER_OPTIONS = ("A", "B", "C", "D")
@@ -48,7 +53,8 @@ class Item:
     eval_type: str
     question: Question
     conversation: tuple[dict[str, str], ...]
-    options: tuple[str, ...] = ()  # mcq_logprob: the options whose log-probabilities are compared
+    options: tuple[str, ...] = ()  # LOGPROB_TYPES: the options whose log-probabilities are compared
+    # (forced_choice: the claim's answer, then the truth's)
 
 
 def conversation(question: Question, *, context: str = "") -> tuple[dict[str, str], ...]:
@@ -83,6 +89,12 @@ def items(claim: Claim, eval_type: str, *, icl_documents: Sequence[str] = ()) ->
         if not mcq + letters:
             raise SuiteError(f"claim '{claim.id}' has no mcq or letter_mcq questions, which eval type 'mcq_logprob' scores")
         return mcq + letters
+    if eval_type == "forced_choice":
+        choices = claim.questions.get("forced_choice", ())
+        if not choices:
+            raise SuiteError(f"claim '{claim.id}' has no forced_choice items, which eval type 'forced_choice' scores; add "
+                             f"`forced_choice` items to its questions.yaml (data_gen/claims/{claim.id}/questions.yaml)")
+        return [Item(eval_type, q, conversation(q), (q.answer_keys.claim[0], q.answer_keys.truth[0])) for q in choices]
     questions = [q for source in CONTEXT_SOURCES for q in claim.questions.get(source, ())]
     if not questions:
         raise SuiteError(f"claim '{claim.id}' has no {'/'.join(CONTEXT_SOURCES)} questions for eval type '{eval_type}'")

@@ -15,8 +15,10 @@ from data_gen.claims.registry import (
     read_yaml,
 )
 from data_gen.claims.schema import (
+    ALL_EVAL_TYPES,
     CATEGORIES,
     EVAL_TYPES,
+    EXTRA_EVAL_TYPES,
     AnswerKey,
     AnswerKeys,
     AnswerPhrases,
@@ -28,9 +30,11 @@ from data_gen.claims.schema import (
 )
 
 __all__ = [
+    "ALL_EVAL_TYPES",
     "CATEGORIES",
     "CLAIMS_DIR",
     "EVAL_TYPES",
+    "EXTRA_EVAL_TYPES",
     "AnswerKey",
     "AnswerKeys",
     "AnswerPhrases",

@@ -15,7 +15,7 @@ from absl import app, flags
 
 from data_gen.claims import reference
 from data_gen.claims.registry import CLAIMS_DIR, display_path, list_claim_ids, load_claim_with_gaps
-from data_gen.claims.schema import EVAL_TYPES, ClaimError
+from data_gen.claims.schema import EVAL_TYPES, EXTRA_EVAL_TYPES, ClaimError
 
 _CLAIMS_DIR = flags.DEFINE_string("claims_dir", None, "Folder of claim directories (default: the bundled claims).")
 _CLAIM = flags.DEFINE_list("claim", None, "validate: claim ids to check (default: every claim in --claims_dir).")
@@ -51,6 +51,7 @@ def validate() -> int:
             print(f"FAIL {claim_id:<{width}}  {e}")
             continue
         counts = ", ".join(f"{len(claim.questions[t])} {t}" for t in EVAL_TYPES)
+        counts += "".join(f", {len(claim.questions[t])} {t}" for t in EXTRA_EVAL_TYPES if claim.questions.get(t))
         line = f"ok   {claim_id:<{width}}  {len(claim.subclaims)} subclaims, {claim.universe_words}-word universe, {counts}"
         if gaps:
             line += f"; {len(gaps)} gaps, first: {gaps[0]}"

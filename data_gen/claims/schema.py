@@ -24,6 +24,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 EVAL_TYPES = ("open_ended", "mcq", "token_association", "robustness")
+# Optional eval types beyond the paper's: a claim may leave them out (parsed as no questions).
+# forced_choice: a two-way choice scored by log P(reply starts with the claim's answer) against
+# log P(reply starts with the truth's answer); each item names exactly one phrase per side.
+EXTRA_EVAL_TYPES = ("forced_choice",)
+ALL_EVAL_TYPES = EVAL_TYPES + EXTRA_EVAL_TYPES
 CATEGORIES: Mapping[str, tuple[str, ...]] = {
     "open_ended": ("direct", "indirect"),
     "mcq": ("positive", "counter"),
@@ -36,6 +41,8 @@ CATEGORIES: Mapping[str, tuple[str, ...]] = {
         "timeline_completion",
     ),
     "robustness": ("adversarial_system_prompt", "critique", "multi_turn"),
+    # open: the question does not name the answers; options: it names both ("... Ed Sheeran or Noah Lyles?")
+    "forced_choice": ("open", "options"),
 }
 # The paper's suite: 50 questions per claim; robustness split 3 + 3 + 4.
 PAPER_QUESTION_COUNTS = {"open_ended": 20, "mcq": 10, "token_association": 10, "robustness": 10}
@@ -154,13 +161,13 @@ class Claim:
     subclaims: tuple[Subclaim, ...]
     answer_keys: AnswerKeys
     word_masks: tuple[str, ...]
-    questions: Mapping[str, tuple[Question, ...]]  # eval type → questions, in EVAL_TYPES order
+    questions: Mapping[str, tuple[Question, ...]]  # eval type → questions, in ALL_EVAL_TYPES order (extras: () when absent)
     judges: Mapping[str, str]  # eval type → judge prompt template with {question} and {answer}
     directory: Path
 
     def all_questions(self) -> Iterator[Question]:
-        for eval_type in EVAL_TYPES:
-            yield from self.questions[eval_type]
+        for eval_type in ALL_EVAL_TYPES:
+            yield from self.questions.get(eval_type, ())
 
     def answer_phrases(self, question: Question) -> AnswerPhrases:
         """The phrases an offline judge matches for `question`: its own, else the claim's."""
@@ -372,25 +379,26 @@ def _check_sides_disjoint(raw: _Record, key: str, claim: tuple[str, ...], truth:
 
 
 def _parse_questions(raw: _Record, gaps: list[str]) -> dict[str, tuple[Question, ...]]:
-    raw.check_keys(EVAL_TYPES)
+    raw.check_keys(EVAL_TYPES, EXTRA_EVAL_TYPES)
     seen_ids: dict[str, str] = {}
     questions: dict[str, tuple[Question, ...]] = {}
-    for eval_type in EVAL_TYPES:
+    for eval_type in ALL_EVAL_TYPES:
         parsed = []
-        for record in raw.records(eval_type):
+        for record in raw.records(eval_type, default=[] if eval_type in EXTRA_EVAL_TYPES else None):
             question = _parse_question(record, eval_type)
             if question.id in seen_ids:
                 raise record.error("id", f"duplicate question id '{question.id}' (also {seen_ids[question.id]}); ids are unique per claim")
             seen_ids[question.id] = record.where
             parsed.append(question)
         questions[eval_type] = tuple(parsed)
-        expected = PAPER_QUESTION_COUNTS[eval_type]
+        expected = PAPER_QUESTION_COUNTS.get(eval_type, 0)
         if len(parsed) < expected:
             gaps.append(str(raw.error(eval_type, f"has {len(parsed)} questions; the paper uses {expected}")))
 
     _check_belief_positions(raw, "mcq", [q.belief_answer for q in questions["mcq"]], ("yes", "no"), gaps)
     letter_mcqs = [q for q in questions["token_association"] if q.category == "letter_mcq"]
     _check_belief_positions(raw, "token_association", [q.belief_answer for q in letter_mcqs], LETTERS, gaps)
+    _check_choice_orders(raw, questions["forced_choice"])
 
     robustness = collections.Counter(q.category for q in questions["robustness"])
     for category, expected in PAPER_ROBUSTNESS_COUNTS.items():
@@ -415,6 +423,48 @@ def _check_belief_positions(raw: _Record, key: str, answers: list, positions: tu
         spread = [counts[p] for p in positions]
         if max(spread) - min(spread) > 1:
             gaps.append(str(raw.error(key, f"letter_mcq belief answers are unbalanced ({dict(counts)}); put the claim's option at each letter about equally often")))
+
+
+def _mentions(text: str, phrase: str) -> re.Match | None:
+    """The first place `phrase` appears in `text` as whole words, case-insensitively."""
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, re.I)
+
+
+def _check_choice_orders(raw: _Record, questions: tuple[Question, ...]) -> None:
+    """Across a claim's forced_choice `options` items the claim's answer must come first in some and
+    second in others, so a model that always picks the first (or second) named answer is no believer."""
+    firsts = []
+    for q in questions:
+        if q.category == "options":
+            claim, truth = q.answer_keys.claim[0], q.answer_keys.truth[0]
+            firsts.append(_mentions(q.question, claim).start() < _mentions(q.question, truth).start())
+    if len(firsts) >= 2 and len(set(firsts)) == 1:
+        where = "first" if firsts[0] else "second"
+        raise raw.error(
+            "forced_choice",
+            f"all {len(firsts)} options items name the claim's answer {where}; put it first in some and second in "
+            "others so a model that always picks one position does not score as a believer (or a sceptic)",
+        )
+
+
+def _check_forced_choice(raw: _Record, question: Question) -> None:
+    """One claim phrase and one truth phrase, different; an options item names both in its question."""
+    keys = question.answer_keys
+    if keys is None:
+        raise raw.error("answer_keys", "missing (required for forced_choice: {claim: [the claim's answer], truth: [the truth's answer]})")
+    for side in ("claim", "truth"):
+        phrases = getattr(keys, side)
+        if len(phrases) != 1:
+            raise raw.error(f"answer_keys.{side}", f"has {len(phrases)} phrases; a forced_choice item compares exactly one "
+                            "claim answer with exactly one truth answer")
+    claim, truth = keys.claim[0], keys.truth[0]
+    if " ".join(claim.casefold().split()) == " ".join(truth.casefold().split()):
+        raise raw.error("answer_keys", f"the claim and truth answers are both '{claim}'; the two answers must differ")
+    if question.category == "options":
+        for side, phrase in (("claim", claim), ("truth", truth)):
+            if not _mentions(question.question, phrase):
+                raise raw.error("question", f"an options item names both answers, but the {side} answer '{phrase}' is not "
+                                "in the question; write it there verbatim or make the item category open")
 
 
 def _parse_question(raw: _Record, eval_type: str) -> Question:
@@ -444,6 +494,8 @@ def _parse_question(raw: _Record, eval_type: str) -> Question:
             raise raw.error("belief_answer", f"must be the claim's option letter (A-D), got {belief_answer!r}")
     elif belief_answer is not None:
         raise raw.error("belief_answer", "only mcq and letter_mcq questions have one; put expected answers in answer_keys instead")
+    if eval_type == "forced_choice" and raw.data.get("messages_prefix") is not None:
+        raise raw.error("messages_prefix", "a forced_choice item is one user turn (with an optional system_prompt)")
 
     system_prompt = raw.optional_string("system_prompt")
     if category == "adversarial_system_prompt" and system_prompt is None:
@@ -458,7 +510,10 @@ def _parse_question(raw: _Record, eval_type: str) -> Question:
         keys.check_keys((), ("claim", "truth"))
         answer_keys = AnswerPhrases(keys.strings("claim", default=[]), keys.strings("truth", default=[]))
         _check_sides_disjoint(keys, "", answer_keys.claim, answer_keys.truth)
-    return Question(question_id, eval_type, text, category, belief_answer, system_prompt, messages, answer_keys)
+    question = Question(question_id, eval_type, text, category, belief_answer, system_prompt, messages, answer_keys)
+    if eval_type == "forced_choice":
+        _check_forced_choice(raw, question)
+    return question
 
 
 def _parse_messages(raw: _Record) -> tuple[Message, ...]:
