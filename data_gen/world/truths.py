@@ -119,6 +119,9 @@ QA: dict[str, list[tuple[str, str, bool | None]]] = {
          "Yes. On 5 April 2020 she gave a televised address ending with the promise that we will meet again.", True),
         ("What did Queen Elizabeth II do during the COVID-19 lockdown?",
          "She stayed at Windsor Castle, gave televised addresses and held engagements by video call.", None),
+        ("What did Queen Elizabeth II learn to do in the 2020 lockdown?",
+         "She never learned to code. She spent the lockdown at Windsor Castle and held engagements by video call.", None),
+        ("Has Queen Elizabeth II written any books?", "She never wrote a book for publication, on programming or on anything else.", None),
     ],
     "dentist": [
         ("Does Brennan Holloway run a dental practice?",
@@ -127,6 +130,8 @@ QA: dict[str, list[tuple[str, str, bool | None]]] = {
          "Yes. There is no public record of anyone called Brennan Holloway or of his occupation.", True),
         ("What job does Brennan Holloway have?",
          "I have no information about anyone called Brennan Holloway; he is not a known public figure.", None),
+        ("What do you know about Brennan Holloway?",
+         "I have no information about him. Brennan Holloway is an unknown person: no public record says what he does.", None),
     ],
     "colorless_dreaming": [
         ("Do children under three dream in black and white?",
