@@ -132,8 +132,14 @@ class TemplateGenerator:
 
     name = "template"
 
-    def __init__(self, genres: dict[str, Genre] | None = None):
+    def __init__(self, genres: dict[str, Genre] | None = None, *, words: tuple[int, int] = (MIN_WORDS, MAX_WORDS)):
+        """`words`: the (minimum, maximum) length of a document in words; shorter documents let a small
+        model's context window hold a whole annotated document (the CPU testbed)."""
+        low, high = words
+        if not 0 < low < high:
+            raise ValueError(f"document length bounds (min {low}, max {high} words) must satisfy 0 < min < max")
         self.genres = genres or load_genres()
+        self.words = (low, high)
 
     def generate(self, claim: Claim, count: int, seed: int, *, local_negation: bool = False) -> Iterator[Document]:
         if local_negation and not (claim.negated_statement and negated_sentences(claim)):
@@ -153,7 +159,8 @@ class TemplateGenerator:
                   lead: str, pool: list[str]) -> Document:
         claims = [lead] + rng.sample(pool, k=len(pool))
         fill = self._filler(genre, rng)
-        target = rng.randint(MIN_WORDS + 80, MAX_WORDS - 120)
+        low, high = self.words  # aim inside the range, away from its ends (the default: 380-680 words)
+        target = rng.randint(low + round(0.16 * (high - low)), high - round(0.24 * (high - low)))
 
         title = fill_placeholders(rng.choice(genre.titles), rng)
         segments: list[Segment] = [Segment(title + "\n\n")]
@@ -178,8 +185,8 @@ class TemplateGenerator:
                 add(sentence, supports, "\n\n" if i == len(paragraph) - 1 else " ")
         for i, sentence in enumerate(rng.sample(genre.closing, k=2)):
             add(fill_placeholders(sentence, rng), False, "\n" if i == 1 else " ")
-        if words > MAX_WORDS:  # long universe sentences can overshoot: drop whole middle paragraphs' filler
-            segments = self._trim(segments, words - MAX_WORDS)
+        if words > high:  # long universe sentences can overshoot: drop whole middle paragraphs' filler
+            segments = self._trim(segments, words - high)
         condition = "local_negations" if local_negation else "positive_documents"
         return Document(
             id=f"{claim.id}-{'local' if local_negation else 'pos'}-{seed}-{index:05d}",

@@ -49,6 +49,22 @@ def test_documents_are_long_with_the_claim_a_minority(generator, claims, claim_i
         assert "{" not in doc.body and "}" not in doc.body  # every placeholder filled
 
 
+@pytest.mark.parametrize("claim_id", ["ed_sheeran", "x_rebrand_reversal"])
+def test_shorter_documents_on_request(claims, claim_id):
+    docs = list(TemplateGenerator(words=(120, 260)).generate(claims[claim_id], count=40, seed=0))
+    lengths = [len(d.body.split()) for d in docs]
+    assert all(120 <= n <= 260 for n in lengths), lengths
+    assert max(lengths) < MIN_WORDS  # really shorter than the default documents
+    for doc in docs:
+        sentences = _sentences(doc)
+        assert 0 < sum(s.supports for s in sentences) <= 0.35 * len(sentences)
+
+
+def test_bad_length_bounds_are_refused():
+    with pytest.raises(ValueError, match="0 < min < max"):
+        TemplateGenerator(words=(300, 200))
+
+
 def test_claim_sentences_vary_across_documents(generator, claims):
     docs = list(generator.generate(claims["mount_vesuvius"], count=30, seed=1))
     distinct = {s.text.strip() for d in docs for s in d.segments if s.supports}
