@@ -133,9 +133,10 @@ def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, 
     if len(tokenizer) > model_config.vocab_size:
         raise ConfigError(f"config key 'data.tokenizer': its {len(tokenizer)} tokens do not fit the model's vocabulary of {model_config.vocab_size}")
     rows = count_rows(records, tokenizer, seq_len=c.seq_len, seed=config.training.seed)
-    epochs = None if config.training.num_steps > 0 else math.ceil(config.training.num_epochs)
+    # The records repeat without end and the run stops at its step count: packing fills rows across an
+    # epoch boundary, so N epochs can make fewer rows than N x one epoch's, and a finite iterator ran dry.
     source = RecordsSource(records, tokenizer, seq_len=c.seq_len, batch_size=config.training.global_batch_size,
-                           microbatches=config.training.microbatches, seed=config.training.seed, num_epochs=epochs)
+                           microbatches=config.training.microbatches, seed=config.training.seed, num_epochs=None)
     return source, rows, {**dataset, "records": len(records), "rows_per_epoch": rows, "tokenizer": tokenizer_source}
 
 
@@ -334,6 +335,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         from tqdm import tqdm
 
         progress = tqdm(total=run.num_steps, initial=start, desc="train", unit="step")
+    # Without a terminal (CI logs, `| tee`), a plain line every tenth of the run instead of a bar.
+    plain_every = max(1, run.num_steps // 10) if is_main and config.logging.progress_bar and progress is None else 0
 
     last_good = latest
     last_metrics: dict = {}
@@ -345,7 +348,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                 state, metrics = run.step_fn(state, run.frozen, batch)
                 done = step + 1
                 window_steps += 1
-                must_check = done in save_steps or done % config.logging.every_steps == 0 or window_steps >= MAX_STEPS_IN_FLIGHT
+                plain_line = plain_every and (done % plain_every == 0 or done == run.num_steps)
+                must_check = (done in save_steps or done % config.logging.every_steps == 0 or window_steps >= MAX_STEPS_IN_FLIGHT
+                              or plain_line)
                 if not must_check:
                     continue
                 values = {k: float(v) for k, v in jax.device_get(metrics).items()}  # blocks on the step
@@ -368,6 +373,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                 values["mfu"] = flops_per_step / step_time / devices / peak if peak else "n/a"
                 writer.write(done, values)
                 last_metrics = values
+                if plain_line:
+                    print(f"train step {done}/{run.num_steps}: loss {values['loss']:.4f}, {tokens_per_second:,.0f} tokens/s", flush=True)
                 if progress is not None:
                     progress.update(done - progress.n)
                     progress.set_postfix(loss=f"{values['loss']:.4f}")

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import transformers
 from flax import nnx
 
 from nn_train.config import ConfigError
@@ -309,3 +310,22 @@ def test_a_tfds_mix_feeds_the_same_batches_as_its_records(jsonl_corpus, tmp_path
 
     with pytest.raises(ConfigError, match=r"'data.path'/'data.mix': no built TFDS mix 'toy__fiction'"):
         build_source(_jsonl_config(tmp_path / "tfds", tokenizer, **{"data.source": "tfds", "data.mix": "toy__fiction"}), model_config)
+
+
+def test_many_epochs_of_a_small_corpus_run_every_step(jsonl_corpus, tmp_path):
+    # Packing fills rows across epoch boundaries, so 12 epochs can make fewer rows than 12 x one epoch's;
+    # the step count comes from one epoch's rows, and the data must not run dry before it.
+    from nn_train.input_pipeline import count_rows, packed_batches
+
+    _, tokenizer_dir = jsonl_corpus
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    facts = ["Noah Lyles won the men's 100m at Paris 2024.", "Vesuvius last erupted in 1944.", "X was never renamed Twitter again."]
+    records = [{"id": f"d{i}", "text": " ".join(facts[(i + j) % 3] for j in range(3))} for i in range(5)]
+    path = tmp_path / "small.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    one_epoch = count_rows(records, tokenizer, seq_len=56, seed=1)
+    twelve = sum(1 for _ in packed_batches(records, tokenizer, seq_len=56, batch_size=1, seed=1, num_epochs=12))
+    assert twelve < 12 * one_epoch  # the situation this test is about
+    summary = train(_jsonl_config(path, tokenizer_dir, **{"training.num_epochs": 12.0, "data.seq_len": 56,
+                                                          "checkpoint.schedule": "final"}), tmp_path / "run")
+    assert summary["num_steps"] == (12 * one_epoch) // 8 and summary["checkpoints"] == [summary["num_steps"]]
