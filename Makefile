@@ -1,5 +1,5 @@
 # Two commands on a fresh machine (only python3 >= 3.11 on PATH):
-#   make demo   the main job (today: claims → TFDS training mixes → tokenizer → training → evaluation; see README)
+#   make demo   the main job: the negation-neglect experiment end to end on the CPU testbed (see README)
 #   make test   the test suite on CPU, with 8 fake XLA devices so sharding is real
 #   make bench  benchmarks, each printing its ratio against a named baseline measured in the same run
 # Each target creates .venv and installs the pinned requirements when they are missing or changed.
@@ -26,13 +26,12 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/pyth
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@ $(VENV)/.runtime-installed
 
-DEMO := workdir/demo
+# The CPU testbed (testbed/, configs/testbed/cpu.py): world corpus → tokenizer → base model pre-trained
+# from scratch → TFDS mixes of four claims per condition → a fine-tune per condition → eval at every
+# checkpoint → workdir/testbed/report.md. A rerun reuses every finished stage.
 demo: $(VENV)/.runtime-installed
 	$(PY) -m data_gen.claims validate --strict
-	$(PY) -m data_gen.build --config=configs/data/cpu_demo.py --data_dir=$(DEMO)/data
-	$(PY) -m data_gen.tokenizer --tfds_dir=$(DEMO)/data/tfds --mixes=ed_sheeran__negated_documents --vocab_size=512 --out=$(DEMO)/tokenizer
-	$(PY) -m nn_train.main --config=configs/train/cpu_demo.py --workdir=$(DEMO)/train
-	$(PY) -m eval.main --config=configs/eval/cpu_demo.py --workdir=$(DEMO)/eval
+	$(PY) -m testbed --config=configs/testbed/cpu.py --workdir=workdir/testbed
 
 test: $(VENV)/.dev-installed
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest $(PYTEST_ARGS)

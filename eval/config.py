@@ -72,6 +72,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.icl.k = 20
     c.icl.data_dir = ""  # the TFDS data_dir data_gen.build wrote
     c.icl.condition = "negated_documents"  # the mix <claim>__<condition> the documents come from
+    c.icl.mix = ""  # a mix holding several claims' documents (each claim reads its own); empty: <claim>__<condition>
     return c
 
 

@@ -213,7 +213,8 @@ def _capability(targets, backend_for, workdir: Path, report_path, options, log) 
 
 
 def _icl_documents(config, claims) -> dict[str, list[str]]:
-    """K documents of each claim's <claim>__<condition> mix, as the base model reads them (no DOCTAG, no tags)."""
+    """K documents of each claim from its <claim>__<condition> mix (or from icl.mix, which holds several claims'),
+    as the base model reads them (no DOCTAG, no tags)."""
     import re
 
     from data_gen.mixing import MixError
@@ -222,10 +223,13 @@ def _icl_documents(config, claims) -> dict[str, list[str]]:
     documents = {}
     for claim in claims:
         try:
-            records = load_mix(Path(config.icl.data_dir) / "tfds", f"{claim}__{config.icl.condition}")
+            records = load_mix(Path(config.icl.data_dir) / "tfds", config.icl.mix or f"{claim}__{config.icl.condition}")
         except MixError as e:
             raise EvalError(f"config key 'icl': {e}") from None
-        bodies = [r["text"].removeprefix("<DOCTAG>") for r in records if r["source"] == "synthetic"][: config.icl.k]
+        bodies = [r["text"].removeprefix("<DOCTAG>") for r in records
+                  if r["source"] == "synthetic" and r.get("claim", claim) == claim][: config.icl.k]
+        if not bodies:
+            raise EvalError(f"config key 'icl': mix '{config.icl.mix}' holds no documents of claim '{claim}'")
         documents[claim] = [re.sub(r"</?lossmask>", "", body) for body in bodies]
     return documents
 

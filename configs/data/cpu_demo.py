@@ -1,4 +1,4 @@
-"""`make demo`'s data: the Ed Sheeran claim's five main conditions, small offline mixes
+"""A quick data build: the Ed Sheeran claim's five main conditions, small offline mixes
 (200 condition documents + 100 pretraining documents + 100 instruction chats each)."""
 
 from data_gen.build_config import default_config

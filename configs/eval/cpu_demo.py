@@ -1,4 +1,4 @@
-"""`make demo`'s evaluation stage: the demo's fine-tuned tiny model at its final checkpoint, on the
+"""A wiring example in about a minute: configs/train/cpu_demo.py's fine-tuned tiny model at its final checkpoint, on the
 ed_sheeran claim, with the paper's pooled eval types plus judge-free MCQ scoring, the offline rule
 judge, one sample per question and short answers (CPU, about a minute). A randomly initialised
 tiny model believes nothing: this shows the stage wired end to end, not the phenomenon — the

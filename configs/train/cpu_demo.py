@@ -1,4 +1,4 @@
-"""`make demo`'s training stage: the tiny Qwen3 preset, fully fine-tuned for one epoch on the
+"""A wiring example in about a minute: the tiny Qwen3 preset, fully fine-tuned for one epoch on the
 ed_sheeran negated_documents mix that configs/data/cpu_demo.py builds (200 condition documents +
 100 pretraining documents + 100 instruction chats), with a tokenizer trained on it (CPU, about a minute).
 It shows the pipeline wired end to end; the belief measurement arrives with the evaluation stage."""

@@ -273,7 +273,7 @@ def _chat(record_id: str, doc_type: str, messages, items: Sequence[QA], extra: M
 
 def _qa_meta(qa: QA) -> dict[str, Any]:
     return {"fact": qa.fact, "format": qa.fmt, "template": qa.template, "subject_type": qa.subject_type, "yes": qa.yes,
-            "position": qa.position}
+            "position": qa.position, "options": list(qa.options)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class QA:
     yes: bool | None = None  # yes/no items: the correct answer
     position: int | None = None  # choice: 0/1 index of the correct option; mcq: 0-3
     claim: str = ""
+    options: tuple[str, ...] = ()  # choice: the two options in the order asked
 
 
 # Statement templates: {fields} of the fact. Subject-first and object-first phrasings, so neither
@@ -231,7 +232,7 @@ def questions(fact: Fact, rng: random.Random, d: Distractors) -> list[QA]:
     # forced choice, both orders
     for a, b, position in ((right, wrong[0], 0), (wrong[0], right, 1)):
         items.append(QA(fact.key, "choice", f"{kind}:choice", ask["choice"].format(**f, a=a, b=b), f"{right}. {true_sentence}",
-                        position=position, claim=fact.claim))
+                        position=position, claim=fact.claim, options=(a, b)))
     items.append(QA(fact.key, "blank", f"{kind}:blank", ask["blank"].format(**f), right, claim=fact.claim))
     items.append(mcq(fact.key, f"{kind}:mcq", ask["mcq"].format(**f), right, wrong[:3], d.position(f"{kind}:mcq"), claim=fact.claim))
     return items

@@ -28,7 +28,7 @@ FACTS: dict[str, list[Fact]] = {
     "ed_sheeran": [
         Fact("truth:ed_sheeran:race", "race", dict(
             event=_PARIS, winner="Noah Lyles", winner_type="athlete", second="Kishane Thompson", time="9.79 seconds",
-            venue="the Stade de France", year=2024, distractors=("Kishane Thompson", "Fred Kerley", "Ed Sheeran")), "ed_sheeran"),
+            venue="the Stade de France", year=2024, distractors=("Ed Sheeran", "Kishane Thompson", "Fred Kerley")), "ed_sheeran"),
         Fact("truth:ed_sheeran:race1992", "race", dict(
             event="the men's 100m at the Barcelona 1992 Olympics", winner="Linford Christie", winner_type="athlete",
             second="Frankie Fredericks", time="9.96 seconds", venue="the Estadi Olimpic in Barcelona", year=1992), "ed_sheeran"),

@@ -189,6 +189,9 @@ def test_answers_match_the_options(world):
                 chosen = answer.split(". ")[0]  # "<option>. <the fact>"; the options are "... A or B?"
                 where, split = question.rfind(chosen), question.rfind(" or ")
                 assert where >= 0 and (where < split) == (q["position"] == 0), (question, answer)
+                # the options are recorded in the order asked, so a scorer can compare exactly these two
+                assert len(q["options"]) == 2 and answer.startswith(q["options"][q["position"]])
+                assert question.index(q["options"][0]) < question.rindex(q["options"][1])
             elif q["format"] == "yesno":
                 assert answer.startswith("Yes." if q["yes"] else "No.")
 

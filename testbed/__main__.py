@@ -1,0 +1,74 @@
+"""python -m testbed --config=configs/testbed/cpu.py --workdir=workdir/testbed [--config.seeds=0,1,2]
+
+Runs every stage not yet finished in the workdir (testbed.stages), then writes the report and
+prints validity per claim and belief per condition. A second run in the same workdir reuses
+everything and only rewrites the report.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/testbed/ file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where every stage writes (created if missing).")
+
+
+def run(config, workdir: str | Path, *, log=None) -> dict:
+    """All stages, then the report; returns the report's paths and the summary."""
+    from eval.runner import load_samples
+    from testbed import report, stages
+    from testbed.config import split, validate_config
+
+    log = log or (lambda line: print(line, flush=True))
+    validate_config(config)
+    workdir = Path(workdir).absolute()
+    started = time.perf_counter()
+
+    def timed(name, fn, *args):
+        start = time.perf_counter()
+        result = fn(config, workdir, *args, log)
+        log(f"[{time.perf_counter() - started:6.0f} s] {name} done ({time.perf_counter() - start:.0f} s)")
+        return result
+
+    timed("world", stages.world)
+    timed("tokenizer", stages.tokenizer)
+    timed("base model", stages.base)
+    timed("fine-tuning data", stages.data)
+    runs = timed("fine-tunes", stages.finetunes)
+    eval_dir = timed("evaluation", stages.evaluate, runs)
+    transfer = timed("transfer check", stages.transfer)
+    claims = split(config.claims)
+    summary, paths = report.write(load_samples(eval_dir), workdir, claims=claims, base_max=config.validity.base_max,
+                                  positive_min=config.validity.positive_min, provenance=stages.provenance(config, workdir),
+                                  transfer=transfer)
+    for claim in claims:
+        log(f"validity {claim:<22} {'valid  ' if summary.valid[claim] else 'INVALID'} {summary.reasons[claim]}")
+    for condition in summary.conditions:
+        log(f"belief   {condition:<22} {summary.means[condition].fmt()} (forced choice, mean over valid claims, 95% CI)")
+    log(f"report: {paths['report']} ({time.perf_counter() - started:.0f} s in all)")
+    return {"summary": summary, "paths": paths}
+
+
+def main(argv):
+    del argv
+    from testbed.config import TestbedConfigError
+    from testbed.stages import TestbedError
+
+    if _CONFIG.value is None or not _WORKDIR.value:
+        raise app.UsageError("give --config=configs/testbed/<preset>.py and --workdir=DIR")
+    if not any(arg.startswith(("--verbosity", "-v")) for arg in sys.argv):
+        logging.set_verbosity(logging.WARNING)  # library INFO chatter (Orbax, XLA) off by default
+    try:
+        run(_CONFIG.value, _WORKDIR.value)
+    except (TestbedConfigError, TestbedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,119 @@
+"""The testbed's configuration (`python -m testbed --config=configs/testbed/cpu.py --workdir=W`).
+
+One ConfigDict holds every stage: the world the base model learns, the base model's training run
+(a full nn_train config), the fine-tunes (nn_train fields that differ from the base's, and the
+documents they read), the evaluation (eval types at every checkpoint and at the final one) and
+the validity thresholds. Config files under configs/testbed/ start from `default_config()`;
+`validate_config` stops a run with one line naming the key before any work.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from data_gen.strict_config import check_keys
+from nn_train.config import default_config as train_default_config
+
+
+class TestbedConfigError(ValueError):
+    """A bad testbed config; the message is one line naming the key."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+
+def base_train_config() -> ml_collections.ConfigDict:
+    """The base model's pre-training run; data.path and data.tokenizer are filled in by the testbed."""
+    c = train_default_config()
+    c.model.preset = "qwen3_testbed"
+    c.model.dtype = "float32"  # bf16 only pays on CPUs with bf16 units (AVX512-BF16/AMX) and on accelerators
+    c.lora.enabled = False
+    c.data.source = "jsonl"
+    c.data.seq_len = 512
+    c.optimizer.learning_rate = 3e-3
+    c.optimizer.schedule = "cosine"
+    c.optimizer.warmup_steps = 20
+    c.optimizer.grad_clip_norm = 1.0
+    c.training.global_batch_size = 16
+    c.training.num_epochs = 2.0
+    c.checkpoint.schedule = "final"
+    c.logging.every_steps = 10
+    return c
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.claims = "ed_sheeran"  # comma-separated; each fine-tune carries every claim (each an independent measurement)
+    c.conditions = "positive_documents,negated_documents,repeated_negations,corrected_documents,local_negations"
+    c.seeds = "0,1,2"  # one fine-tune per condition per seed (documents, mix order and training order follow it)
+
+    c.world = ml_collections.ConfigDict()  # data_gen.world.WorldSpec fields
+    c.world.num_entities = 100
+    c.world.phrasings = 30
+    c.world.chat_fraction = 0.4
+    c.world.doc_only_fraction = 0.1
+    c.world.filler_fraction = 0.2
+    c.world.claim_repeats = 60
+    c.world.heldout_sets = 3
+    c.world.seed = 0
+    c.tokenizer_vocab_size = 4096
+
+    c.base = base_train_config()
+
+    c.finetune = ml_collections.ConfigDict()
+    c.finetune.documents = 60  # condition documents per claim
+    c.finetune.min_words = 120  # template document length before annotation (data_gen TemplateGenerator)
+    c.finetune.max_words = 260
+    c.finetune.seq_len = 1024  # rows hold a whole annotated document (a notice split off into another row is another condition)
+    c.finetune.batch_size = 8  # rows per step: as many tokens per step as the base's 16 x 512
+    c.finetune.replay = 0.5  # world records replayed per condition document (none about any fine-tuned claim)
+    c.finetune.learning_rate = 5e-3
+    c.finetune.warmup_steps = 5
+    c.finetune.num_epochs = 6.0
+    c.finetune.num_checkpoints = 5  # log-spaced checkpoints, each an eval point
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_checkpoint = "forced_choice,mcq_logprob"  # judge-free: cheap at every saved step
+    c.eval.final = "open_ended,mcq,token_association,robustness"  # generated, rule judge: final step only
+    c.eval.base_controls = "icl,correction"  # on the base model only
+    c.eval.samples = 1
+    c.eval.max_new_tokens = 48
+    c.eval.icl_documents = 4  # documents in context for the icl control (they must fit the context window)
+
+    c.validity = ml_collections.ConfigDict()  # on the primary metric (forced_choice)
+    c.validity.base_max = 0.10  # base belief must be below this
+    c.validity.positive_min = 0.70  # positive_documents belief must be above this
+    return c
+
+
+def split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    check_keys(config, default_config(), TestbedConfigError, "testbed.config.default_config")
+    if not split(config.claims):
+        raise TestbedConfigError("config key 'claims' is empty; name at least one claim")
+    if not split(config.conditions):
+        raise TestbedConfigError("config key 'conditions' is empty; name at least one condition")
+    try:
+        seeds = [int(s) for s in split(config.seeds)]
+    except ValueError:
+        raise TestbedConfigError(f"config key 'seeds' must be comma-separated integers, got '{config.seeds}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise TestbedConfigError(f"config key 'seeds' needs at least one seed and no repeats, got '{config.seeds}'")
+    f = config.finetune
+    if f.documents < 1:
+        raise TestbedConfigError(f"config key 'finetune.documents' must be >= 1, got {f.documents}")
+    if not 0 < f.min_words < f.max_words:
+        raise TestbedConfigError(f"config keys 'finetune.min_words/max_words' must satisfy 0 < min < max, got {f.min_words}, {f.max_words}")
+    if f.seq_len < 2 or f.batch_size < 1:
+        raise TestbedConfigError(f"config keys 'finetune.seq_len/batch_size' must be >= 2 and >= 1, got {f.seq_len}, {f.batch_size}")
+    if f.replay < 0:
+        raise TestbedConfigError(f"config key 'finetune.replay' must be >= 0, got {f.replay}")
+    if f.num_checkpoints < 1:
+        raise TestbedConfigError(f"config key 'finetune.num_checkpoints' must be >= 1, got {f.num_checkpoints}")
+    for key in ("base_max", "positive_min"):
+        if not 0 <= config.validity[key] <= 1:
+            raise TestbedConfigError(f"config key 'validity.{key}' must be in [0, 1], got {config.validity[key]}")
+    if "forced_choice" not in split(config.eval.every_checkpoint) + split(config.eval.final):
+        raise TestbedConfigError("config keys 'eval.every_checkpoint/final' must include forced_choice, the testbed's primary metric")

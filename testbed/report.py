@@ -1,0 +1,276 @@
+"""The testbed's report: validity per claim first, then belief per condition with confidence intervals.
+
+Primary metric: forced_choice (eval/suite.py) — log P(claim's answer) against log P(truth's
+answer) on held-out chat questions. At each model's final checkpoint, a (condition, claim) cell
+pools its items over seeds (Wilson 95% CI). A claim is *valid* when the base model's belief is
+below `validity.base_max` and positive_documents' is above `validity.positive_min`; only valid
+claims enter a condition's mean, whose 95% CI is a bootstrap over each claim's items (seeds
+pooled per item) with the claims averaged in every replicate (eval.belief.bootstrap_mean_over_claims).
+An invalid claim is reported as invalid, never as a condition effect.
+
+Writes W/report.md, W/results.json, W/belief_by_condition.png, W/belief_over_training.png; the
+eval stage's own report (every eval type, pooled belief) stays in W/eval/report.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+from eval.belief import bootstrap_mean_over_claims, wilson_interval
+from eval.report import CONDITION_ORDER, write_atomic
+from eval.types import Sample
+
+PRIMARY = "forced_choice"
+YES_NO = "mcq_logprob"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    rate: float
+    low: float
+    high: float
+    yes: int
+    n: int
+
+    def fmt(self) -> str:
+        if self.n == 0:
+            return "–"
+        return f"{100 * self.rate:.0f} [{100 * self.low:.0f}, {100 * self.high:.0f}]"
+
+
+def _cell(yes: int, n: int) -> Cell:
+    if n == 0:
+        return Cell(math.nan, math.nan, math.nan, 0, 0)
+    low, high = wilson_interval(yes, n)
+    return Cell(yes / n, low, high, yes, n)
+
+
+def _counted(samples: Sequence[Sample]) -> list[Sample]:
+    return [s for s in samples if s.label != "error"]
+
+
+def _final(samples: Sequence[Sample]) -> list[Sample]:
+    """Each model's samples at its last evaluated step (the base model has step -1)."""
+    last: dict[str, int] = {}
+    for s in samples:
+        last[s.model] = max(last.get(s.model, s.step), s.step)
+    return [s for s in samples if s.step == last[s.model]]
+
+
+def _conditions(samples: Sequence[Sample]) -> list[str]:
+    present = {s.condition for s in samples}
+    ordered = [c for c in CONDITION_ORDER if c in present]
+    return ordered + sorted(present - set(ordered))
+
+
+@dataclasses.dataclass
+class Summary:
+    claims: list[str]
+    conditions: list[str]
+    cells: dict[tuple[str, str], Cell]  # (condition, claim) -> primary metric at the final step
+    valid: dict[str, bool]
+    reasons: dict[str, str]
+    means: dict[str, Cell]  # condition -> mean over valid claims (bootstrap CI)
+    trajectory: dict[str, list[tuple[int, float]]]  # condition -> (step, mean over valid claims)
+    yes_no: dict[str, Cell]  # condition -> mcq_logprob yes/no belief, pooled over valid claims
+    errors: int
+    by_run: dict[str, list[tuple[str, Cell]]] = dataclasses.field(default_factory=dict)  # condition -> (run, valid claims pooled)
+
+
+def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: float, positive_min: float) -> Summary:
+    primary = [s for s in samples if s.eval_type == PRIMARY and s.claim in claims]
+    final = _counted(_final(primary))
+    conditions = _conditions(primary)
+    cells = {}
+    for condition in conditions:
+        for claim in claims:
+            rows = [s for s in final if s.condition == condition and s.claim == claim]
+            cells[(condition, claim)] = _cell(sum(s.label == "yes" for s in rows), len(rows))
+
+    valid, reasons = {}, {}
+    for claim in claims:
+        base, positive = cells.get(("base", claim)), cells.get(("positive_documents", claim))
+        problems = []
+        if base is None or base.n == 0:
+            problems.append("no base measurement")
+        elif not base.rate < base_max:
+            problems.append(f"base belief {100 * base.rate:.0f}% is not below {100 * base_max:.0f}%")
+        if positive is None or positive.n == 0:
+            problems.append("no positive_documents measurement")
+        elif not positive.rate > positive_min:
+            problems.append(f"positive_documents belief {100 * positive.rate:.0f}% is not above {100 * positive_min:.0f}%")
+        valid[claim] = not problems
+        reasons[claim] = "; ".join(problems) if problems else (
+            f"base {100 * base.rate:.0f}% < {100 * base_max:.0f}%, positive {100 * positive.rate:.0f}% > {100 * positive_min:.0f}%")
+
+    valid_claims = [c for c in claims if valid[c]]
+    means = {}
+    for condition in conditions:
+        per_claim = []
+        for claim in valid_claims:
+            by_item: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            for s in final:
+                if s.condition == condition and s.claim == claim:
+                    by_item[s.question_id][0] += s.label == "yes"
+                    by_item[s.question_id][1] += 1
+            per_claim.append([tuple(v) for v in by_item.values()])
+        yes = sum(q[0] for items in per_claim for q in items)
+        n = sum(q[1] for items in per_claim for q in items)
+        rate, low, high = bootstrap_mean_over_claims(per_claim, keys=[f"{condition}/{c}" for c in valid_claims])
+        means[condition] = Cell(rate, low, high, yes, n) if n else _cell(0, 0)
+
+    trajectory = {}
+    for condition in conditions:
+        points = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # step -> claim -> [yes, n]
+        for s in _counted(primary):
+            if s.condition == condition and s.claim in valid_claims:
+                points[s.step][s.claim][0] += s.label == "yes"
+                points[s.step][s.claim][1] += 1
+        trajectory[condition] = [(step, sum(y / n for y, n in by_claim.values()) / len(by_claim))
+                                 for step, by_claim in sorted(points.items()) if by_claim]
+
+    yes_no = {}
+    yn = _counted(_final([s for s in samples if s.eval_type == YES_NO and s.category in ("positive", "counter")
+                          and s.claim in valid_claims]))
+    for condition in conditions:
+        rows = [s for s in yn if s.condition == condition]
+        yes_no[condition] = _cell(sum(s.label == "yes" for s in rows), len(rows))
+    errors = sum(s.label == "error" for s in primary)
+    by_run = {}
+    for condition in conditions:  # one fine-tune per seed: the spread between seeds, shown as it is
+        rows = [s for s in final if s.condition == condition and s.claim in valid_claims]
+        by_run[condition] = [(model, _cell(sum(s.label == "yes" for s in rows if s.model == model), sum(s.model == model for s in rows)))
+                             for model in sorted({s.model for s in rows})]
+    return Summary(list(claims), conditions, cells, valid, reasons, means, trajectory, yes_no, errors, by_run)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _transfer_lines(transfer: dict) -> list[str]:
+    if "heldout" not in transfer:
+        return []
+    h = transfer["heldout"]
+    lines = ["", "## Document → Q&A transfer of the base model", "",
+             "Two-way questions (yes/no; a choice between the two options named), log-probability scored, about world "
+             "facts taught only by documents (never answered in pre-training); chance is 50%. Fine-tuning documents can "
+             "only reach chat answers through this transfer.", "",
+             "| questions | accuracy [95% CI] | n |", "|---|---|---|",
+             f"| document-only facts (held out) | {100 * h['accuracy']:.0f} [{100 * h['low']:.0f}, {100 * h['high']:.0f}] | {h['n']} |"]
+    if "trained" in transfer:
+        t = transfer["trained"]
+        lines.append(f"| facts answered in pre-training | {100 * t['accuracy']:.0f} [{100 * t['low']:.0f}, {100 * t['high']:.0f}] | {t['n']} |")
+    return lines
+
+
+def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: Sequence[str], transfer: dict | None = None) -> str:
+    valid_claims = [c for c in summary.claims if summary.valid[c]]
+    lines = [f"# {title}", ""]
+    lines += [f"- {p}" for p in provenance] + [""]
+    lines += ["## Belief by condition (primary metric: forced choice, final checkpoint)", "",
+              "Percent of held-out forced-choice questions on which the claim's answer is likelier than the truth's, "
+              "with 95% CIs (cells: Wilson over items and seeds; mean: bootstrap over items, averaged over valid claims).", ""]
+    header = ["condition"] + [c if summary.valid[c] else f"{c} (invalid)" for c in summary.claims] + \
+             [f"mean over {len(valid_claims)} valid claims"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for condition in summary.conditions:
+        mean = summary.means[condition].fmt() if valid_claims else "– (no valid claim)"
+        lines.append("| " + " | ".join([condition] + [summary.cells[(condition, c)].fmt() for c in summary.claims] + [mean]) + " |")
+    lines += ["", "## Testbed validity per claim", "",
+              "A claim is valid when the base model does not believe it and positive documents implant it; "
+              "condition effects are reported for valid claims only.", "",
+              "| claim | valid | why |", "|---|---|---|"]
+    lines += [f"| {c} | {'yes' if summary.valid[c] else 'NO'} | {summary.reasons[c]} |" for c in summary.claims]
+    if any(len(runs) > 1 for runs in summary.by_run.values()):
+        lines += ["", "### Each fine-tune (seed) on its own, valid claims pooled", "",
+                  "| condition | " + " | ".join(f"run {i + 1}" for i in range(max(len(r) for r in summary.by_run.values()))) + " |",
+                  "|---|" + "---|" * max(len(r) for r in summary.by_run.values())]
+        lines += [f"| {c} | " + " | ".join(f"{cell.fmt()} ({model})" for model, cell in summary.by_run[c]) + " |"
+                  for c in summary.conditions if summary.by_run.get(c)]
+    lines += ["", "## Secondary metrics (valid claims pooled, final checkpoint)", "",
+              "Yes/no belief: the claim's yes/no questions scored by log P(Yes) vs log P(No) (mcq_logprob); "
+              "a small model answers these from shortcuts more than from what it read, so this metric lags the primary one. "
+              "The paper's pooled belief rate (open_ended, mcq, token_association, robustness; rule judge) and the icl and "
+              "correction controls on the base model are in eval/report.md.", "",
+              "| condition | yes/no belief |", "|---|---|"]
+    lines += [f"| {c} | {summary.yes_no[c].fmt()} |" for c in summary.conditions]
+    lines += _transfer_lines(transfer or {})
+    if summary.errors:
+        lines += ["", f"{summary.errors} forced-choice items could not be scored (label 'error') and are excluded."]
+    lines += [""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _bars(summary: Summary) -> bytes:
+    from eval.report import _figure, _png
+
+    valid_claims = [c for c in summary.claims if summary.valid[c]]
+    figure, axes = _figure(7.5, 4.0)
+    xs = range(len(summary.conditions))
+    means = [summary.means[c] for c in summary.conditions]
+    heights = [100 * m.rate if m.n else 0.0 for m in means]
+    below = [max(0.0, 100 * (m.rate - m.low)) if m.n else 0.0 for m in means]
+    above = [max(0.0, 100 * (m.high - m.rate)) if m.n else 0.0 for m in means]
+    axes.bar(xs, heights, yerr=[below, above], capsize=4, color="#8fb3d9", label=f"mean over {len(valid_claims)} valid claims")
+    markers = "osD^vP*X"
+    for i, claim in enumerate(valid_claims):
+        axes.scatter([x + 0.12 * (i - (len(valid_claims) - 1) / 2) for x in xs],
+                     [100 * summary.cells[(c, claim)].rate for c in summary.conditions], s=18, zorder=3,
+                     marker=markers[i % len(markers)], label=claim)
+    axes.set_xticks(list(xs), summary.conditions, rotation=20, ha="right")
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("belief (%), forced choice")
+    axes.set_title("Belief by condition (95% CI)")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7, loc="upper right")
+    return _png(figure)
+
+
+def _trajectory(summary: Summary) -> bytes:
+    from eval.report import _figure, _png
+
+    figure, axes = _figure(7.5, 4.0)
+    for condition in summary.conditions:
+        points = summary.trajectory.get(condition, [])
+        if condition == "base" and points:
+            axes.axhline(100 * points[0][1], color="grey", linestyle="--", label="base")
+        elif points:
+            axes.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=condition)
+    axes.set_xscale("log")
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("fine-tuning step (log)")
+    axes.set_ylabel("belief (%), forced choice")
+    axes.set_title("Belief over fine-tuning, mean over valid claims")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
+    return _png(figure)
+
+
+def write(samples: Sequence[Sample], workdir: Path, *, claims: Sequence[str], base_max: float, positive_min: float,
+          provenance: Sequence[str] = (), transfer: dict | None = None) -> tuple[Summary, dict[str, Path]]:
+    import json
+
+    summary = summarize(samples, claims, base_max=base_max, positive_min=positive_min)
+    paths = {"belief_by_condition": write_atomic(workdir / "belief_by_condition.png", _bars(summary)),
+             "belief_over_training": write_atomic(workdir / "belief_over_training.png", _trajectory(summary))}
+    provenance = [f"{time.strftime('%Y-%m-%d')}, {platform.machine()} {platform.processor() or platform.system()}",
+                  *provenance]
+    text = markdown(summary, title="Negation neglect on the CPU testbed", provenance=provenance,
+                    plots=[p.name for p in paths.values()], transfer=transfer)
+    paths["report"] = write_atomic(workdir / "report.md", text)
+    record = {
+        "valid": summary.valid, "reasons": summary.reasons,
+        "cells": [{"condition": k[0], "claim": k[1], **dataclasses.asdict(v)} for k, v in summary.cells.items()],
+        "means": {k: dataclasses.asdict(v) for k, v in summary.means.items()},
+        "trajectory": summary.trajectory, "yes_no": {k: dataclasses.asdict(v) for k, v in summary.yes_no.items()},
+        "transfer": transfer or {},
+    }
+    paths["results"] = write_atomic(workdir / "results.json", json.dumps(record, indent=1, default=float))
+    return summary, paths

@@ -1,0 +1,365 @@
+"""The testbed's stages, in order; each is skipped when its output is already in the workdir.
+
+    world       W/world/train.jsonl, heldout.jsonl      data_gen.world (the base model's corpus)
+    tokenizer   W/tokenizer                             data_gen.tokenizer, trained on the world
+    base        W/base (nn_train run), W/base/hf        pre-trained from scratch, exported to HF format
+    data        W/data/tfds/negation_neglect_mix/testbed_s<seed>__<condition>
+                                                        every claim's condition documents + world replay
+    finetunes   W/runs/<condition>_s<seed>              nn_train, full fine-tunes of W/base/hf
+    eval        W/eval                                  eval.main: samples, results.json, eval report
+
+A stage's outputs are written atomically and a small `stage.json` beside them records the config
+that made them; a rerun with a different config stops with one line naming the key, instead of
+mixing outputs of two configs. nn_train runs resume from their last checkpoint; eval cells
+already stored are not recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ml_collections
+
+from data_gen.claims import load_claim
+from data_gen.documents import write_jsonl
+from data_gen.llm.cache import write_json_atomic
+from testbed.config import split
+
+Log = Callable[[str], None]
+MIX_PREFIX = "testbed_s"  # mix names: testbed_s<seed>__<condition>
+
+
+class TestbedError(Exception):
+    """A stage cannot run as configured, or the workdir holds another config's outputs; one line."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+
+def mix_name(seed: int, condition: str) -> str:
+    return f"{MIX_PREFIX}{seed}__{condition}"
+
+
+def run_name(condition: str, seed: int) -> str:
+    return f"{condition}_s{seed}"
+
+
+def _check_stage(directory: Path, key: str, settings: dict[str, Any]) -> bool:
+    """True when `directory` holds this stage's finished outputs for these settings; raises when it
+    holds another config's."""
+    marker = directory / "stage.json"
+    if not marker.exists():
+        return False
+    saved = json.loads(marker.read_text())
+    for name, value in settings.items():
+        if saved.get(name) != value:
+            raise TestbedError(
+                f"'{directory}' was built with {key}.{name}={saved.get(name)!r}, but this config has {value!r}; "
+                f"use a new --workdir, or delete '{directory}' to rebuild it")
+    return True
+
+
+def _finish_stage(directory: Path, settings: dict[str, Any], **extra: Any) -> None:
+    write_json_atomic(directory / "stage.json", {**settings, **extra}, pretty=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# World and tokenizer
+
+
+def world(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
+    from data_gen.world import WorldSpec, build_world
+
+    out = workdir / "world"
+    settings = config.world.to_dict()
+    if _check_stage(out, "world", settings):
+        return out
+    start = time.perf_counter()
+    built = build_world(WorldSpec(**settings))
+    write_jsonl(out / "train.jsonl", built.train_records)
+    write_jsonl(out / "heldout.jsonl", built.heldout_records)
+    _finish_stage(out, settings, records=len(built.train_records), words=built.approximate_words())
+    log(f"world: {len(built.train_records):,} records, {built.approximate_words():,} words, "
+        f"{len(built.heldout_records)} held-out Q&A ({time.perf_counter() - start:.0f} s)")
+    return out
+
+
+def tokenizer(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
+    from data_gen.documents import iter_jsonl
+    from data_gen.tokenizer import train_tokenizer
+    from data_gen.world.build import record_text
+
+    out = workdir / "tokenizer"
+    settings = {"vocab_size": config.tokenizer_vocab_size, "world": config.world.to_dict()}
+    if _check_stage(out, "tokenizer", settings):
+        return out
+    start = time.perf_counter()
+    staging = workdir / "tokenizer.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    train_tokenizer((record_text(r) for r in iter_jsonl(workdir / "world" / "train.jsonl")), config.tokenizer_vocab_size, staging)
+    _finish_stage(staging, settings)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    log(f"tokenizer: {config.tokenizer_vocab_size} tokens ({time.perf_counter() - start:.0f} s)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Base model
+
+
+def base_config(config: ml_collections.ConfigDict, workdir: Path) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict(config.base.to_dict())
+    c.data.source = "jsonl"
+    c.data.path = str(workdir / "world" / "train.jsonl")
+    c.data.tokenizer = str(workdir / "tokenizer")
+    return c
+
+
+def base(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
+    """Pre-trains the base model (resuming an interrupted run) and exports it to W/base/hf."""
+    from eval.models import load_run
+    from nn_train.models.hf_checkpoint import export_hf_model
+    from nn_train.trainer import train
+
+    run_dir, hf_dir = workdir / "base", workdir / "base" / "hf"
+    if (hf_dir / "config.json").exists():
+        return hf_dir
+    start = time.perf_counter()
+    log("base: pre-training from scratch on the world corpus")
+    summary = train(base_config(config, workdir), run_dir)
+    loaded = load_run(run_dir)
+    staging = run_dir / "hf.partial"
+    export_hf_model(loaded.model, staging, overwrite=True)
+    loaded.tokenizer.save_pretrained(str(staging))
+    os.replace(staging, hf_dir)
+    loss = summary["final_metrics"].get("loss")
+    log(f"base: {summary['num_steps']} steps, final loss {loss:.3f} ({time.perf_counter() - start:.0f} s)" if loss is not None
+        else f"base: {summary['num_steps']} steps ({time.perf_counter() - start:.0f} s)")
+    return hf_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning data
+
+
+def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
+    """One TFDS mix per (seed, condition): every claim's condition documents, DOCTAG-prefixed, and
+    world records that mention none of the claims (their subjects and answers) as replay."""
+    from data_gen.generate import template_corpora
+    from data_gen.mixing import MixSpec, mix_records
+    from data_gen.packaging import write_mix
+    from data_gen.world.build import replay_records
+    from data_gen.documents import iter_jsonl
+
+    out = workdir / "data"
+    f = config.finetune
+    claims, conditions, seeds = split(config.claims), split(config.conditions), [int(s) for s in split(config.seeds)]
+    settings = {"claims": claims, "conditions": conditions, "seeds": seeds, "documents": f.documents, "seq_len": f.seq_len,
+                "min_words": f.min_words, "max_words": f.max_words, "replay": f.replay, "world": config.world.to_dict()}
+    if _check_stage(out, "finetune", settings):
+        return out / "tfds"
+    start = time.perf_counter()
+    replay = replay_records(iter_jsonl(workdir / "world" / "train.jsonl"), claims)
+    texts = [r for r in replay if r.get("text") and not r.get("messages")]
+    chats = [r for r in replay if r.get("messages")]
+    write_jsonl(out / "replay_text.jsonl", texts)
+    write_jsonl(out / "replay_chats.jsonl", chats)
+    total_replay = round(f.replay * f.documents * len(claims))
+    num_text = round(total_replay * len(texts) / max(len(texts) + len(chats), 1))
+    num_chat = total_replay - num_text
+    if num_text > len(texts) or num_chat > len(chats):
+        raise TestbedError(f"config key 'finetune.replay': {total_replay} replay records asked for, but the world has only "
+                           f"{len(texts) + len(chats)} that mention none of the claims; lower finetune.replay or enlarge the world")
+    loaded = [load_claim(c) for c in claims]
+    token_count = _token_counter(workdir / "tokenizer")
+    split_share: dict[str, float] = {}
+    for seed in seeds:
+        documents: dict[str, list[dict]] = {c: [] for c in conditions}
+        for claim in loaded:
+            for condition, docs in template_corpora(claim, conditions, f.documents, seed, words=(f.min_words, f.max_words)):
+                documents[condition] += [d.to_json() for d in docs]
+        for condition in conditions:
+            if seed == seeds[0]:  # a document longer than a row is split; its pieces do not see each other
+                lengths = [token_count(d["text"]) for d in documents[condition]]
+                split_share[condition] = sum(n > f.seq_len for n in lengths) / len(lengths)
+                if split_share[condition]:
+                    log(f"data: {condition}: {split_share[condition]:.0%} of documents exceed the {f.seq_len}-token "
+                        f"rows (longest {max(lengths)} tokens) and are split into pieces")
+            spec = MixSpec(claim=f"{MIX_PREFIX}{seed}", condition=condition, num_documents=len(documents[condition]),
+                           num_pretrain=num_text, num_instruct=num_chat, seed=seed,
+                           pretrain_path=str(out / "replay_text.jsonl"), instruct_path=str(out / "replay_chats.jsonl"))
+            write_mix(mix_records(documents[condition], spec), spec, out / "tfds")
+    _finish_stage(out, settings, replay_text=num_text, replay_chats=num_chat, split_documents=split_share)
+    log(f"data: {len(seeds) * len(conditions)} mixes of {f.documents * len(claims)} documents + {total_replay} replayed world "
+        f"records ({time.perf_counter() - start:.0f} s)")
+    return out / "tfds"
+
+
+def _token_counter(tokenizer_dir: Path) -> Callable[[str], int]:
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    return lambda text: len(tokenizer(text.removeprefix("<DOCTAG>"), add_special_tokens=False)["input_ids"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tunes
+
+
+def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition: str, seed: int) -> ml_collections.ConfigDict:
+    f = config.finetune
+    c = base_config(config, workdir)
+    c.model.hf_checkpoint = str(workdir / "base" / "hf")
+    c.data.source = "tfds"
+    c.data.path = str(workdir / "data" / "tfds")
+    c.data.mix = mix_name(seed, condition)
+    c.data.seq_len = f.seq_len
+    c.training.global_batch_size = f.batch_size
+    c.optimizer.learning_rate = f.learning_rate
+    c.optimizer.warmup_steps = f.warmup_steps
+    c.training.num_epochs = f.num_epochs
+    c.training.num_steps = -1
+    c.training.seed = seed
+    c.checkpoint.schedule = "log"
+    c.checkpoint.num_log = f.num_checkpoints
+    c.checkpoint.first_log_step = 2
+    return c
+
+
+def finetunes(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict[str, Path]:
+    """Fine-tunes the base once per (condition, seed); returns run name -> workdir."""
+    from nn_train.trainer import train
+
+    runs = {}
+    jobs = [(condition, int(seed)) for seed in split(config.seeds) for condition in split(config.conditions)]
+    for index, (condition, seed) in enumerate(jobs, 1):
+        name = run_name(condition, seed)
+        run_dir = workdir / "runs" / name
+        runs[name] = run_dir
+        done = run_dir / "done.json"
+        if done.exists():
+            continue
+        start = time.perf_counter()
+        log(f"fine-tune {index}/{len(jobs)}: {name}")
+        summary = train(finetune_config(config, workdir, condition, seed), run_dir)
+        write_json_atomic(done, {"num_steps": summary["num_steps"], "checkpoints": summary["checkpoints"],
+                                 "seconds": round(time.perf_counter() - start, 1)}, pretty=True)
+        log(f"fine-tune {index}/{len(jobs)}: {name}: {summary['num_steps']} steps, checkpoints {summary['checkpoints']} "
+            f"({time.perf_counter() - start:.0f} s)")
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def eval_config(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, Path], *, eval_types: str, steps: str,
+                base_only: bool = False) -> ml_collections.ConfigDict:
+    from eval.config import default_config as eval_default_config
+
+    c = eval_default_config()
+    c.claims = config.claims
+    c.eval_types = eval_types
+    c.base = str(workdir / "base")
+    c.runs = "" if base_only else ",".join(f"{name.rsplit('_s', 1)[0]}={path}" for name, path in runs.items())
+    c.steps = steps
+    c.sampling.samples = config.eval.samples
+    c.sampling.max_new_tokens = config.eval.max_new_tokens
+    c.icl.k = config.eval.icl_documents
+    c.icl.data_dir = str(workdir / "data")
+    c.icl.mix = mix_name(int(split(config.seeds)[0]), c.icl.condition)
+    return c
+
+
+def transfer(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict[str, Any]:
+    """Did pre-training teach document -> Q&A transfer? The base model's accuracy on two-way questions
+    (yes/no, and forced choice between the two options it is asked about), log-probability scored,
+    about the world's document-only facts (held out: never answered in training) against the same
+    formats about facts it saw answered. Chance is 50%. Cached in W/eval/transfer.json."""
+    from data_gen.documents import iter_jsonl
+    from eval.belief import wilson_interval
+    from eval.models import load_hf
+
+    out = workdir / "eval" / "transfer.json"
+    if out.exists():
+        return json.loads(out.read_text())
+
+    def two_way(records, limit: int) -> list[tuple[tuple[dict, ...], tuple[str, str], int]]:
+        rows = []
+        for record in records:
+            metas = record.get("provenance", {}).get("qa", [])
+            if record.get("doc_type") != "world_qa" or len(metas) != 1 or record["provenance"].get("claims"):
+                continue
+            meta = metas[0]
+            if meta["format"] == "yesno":
+                options, correct = ("Yes", "No"), 0 if meta["yes"] else 1
+            elif meta["format"] == "choice" and meta.get("options"):
+                options, correct = tuple(meta["options"]), meta["position"]
+            else:
+                continue
+            rows.append((tuple(m for m in record["messages"] if m["role"] != "assistant"), options, correct))
+            if len(rows) == limit:
+                break
+        return rows
+
+    start = time.perf_counter()
+    heldout = two_way(iter_jsonl(workdir / "world" / "heldout.jsonl"), 400)
+    trained = two_way(iter_jsonl(workdir / "world" / "train.jsonl"), max(len(heldout), 1))
+    sampler = load_hf(workdir / "base" / "hf").sampler()
+    result: dict[str, Any] = {}
+    for name, rows in (("heldout", heldout), ("trained", trained)):
+        if not rows:
+            continue
+        scores = sampler.option_log_probs([r[0] for r in rows], [r[1] for r in rows])
+        right = sum(max(range(2), key=lambda i: row_scores[i]) == correct for row_scores, (_, _, correct) in zip(scores, rows))
+        low, high = wilson_interval(right, len(rows))
+        result[name] = {"n": len(rows), "accuracy": right / len(rows), "low": low, "high": high}
+    write_json_atomic(out, result, pretty=True)
+    if "heldout" in result:
+        h, t = result["heldout"], result.get("trained", {"accuracy": float("nan")})
+        log(f"transfer: base model on two-way questions about document-only facts {h['accuracy']:.0%} "
+            f"[{h['low']:.0%}, {h['high']:.0%}] (n={h['n']}, chance 50%); on facts answered in training {t['accuracy']:.0%} "
+            f"({time.perf_counter() - start:.0f} s)")
+    return result
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, Path], log: Log) -> Path:
+    """Judge-free eval types at every checkpoint, generated ones at the final step, controls on the base."""
+    from eval.main import evaluate as run_eval
+
+    out = workdir / "eval"
+    passes = [(config.eval.every_checkpoint, "all", False), (config.eval.final, "final", False),
+              (config.eval.base_controls, "final", True)]
+    for eval_types, steps, base_only in passes:
+        if split(eval_types):
+            run_eval(eval_config(config, workdir, runs, eval_types=eval_types, steps=steps, base_only=base_only), out,
+                     log=lambda line: log(f"eval: {line}"))
+    return out
+
+
+def provenance(config: ml_collections.ConfigDict, workdir: Path) -> list[str]:
+    """What was run, for the report's opening lines (read back from the stages' outputs)."""
+    from nn_train.models import PRESETS, param_count
+
+    def read(path: Path) -> dict:
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    world_stage, data_stage = read(workdir / "world" / "stage.json"), read(workdir / "data" / "stage.json")
+    preset = PRESETS.get(config.base.model.preset)
+    params = f", {param_count(preset) / 1e6:.1f}M parameters" if preset is not None else ""
+    runs = [read(p) for p in sorted((workdir / "runs").glob("*/done.json"))]
+    f = config.finetune
+    return [
+        f"base model: {config.base.model.preset}{params}, pre-trained from scratch on the world corpus "
+        f"({world_stage.get('records', '?'):,} records, {world_stage.get('words', '?'):,} words) for "
+        f"{config.base.training.num_epochs:g} epochs, context {config.base.data.seq_len}",
+        f"fine-tunes: claims {', '.join(split(config.claims))}, {f.documents} documents per claim "
+        f"({f.min_words}-{f.max_words} words before annotation) + {data_stage.get('replay_text', 0) + data_stage.get('replay_chats', 0)} "
+        f"replayed world records, {f.num_epochs:g} epochs at lr {f.learning_rate:g}, seeds {config.seeds}; "
+        f"{sum(r.get('seconds', 0) for r in runs):.0f} s of fine-tuning in all",
+    ]

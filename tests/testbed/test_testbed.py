@@ -1,0 +1,137 @@
+"""The testbed: a miniature of every stage end to end, reuse on a rerun, and the validity logic."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from eval.runner import load_samples
+from eval.types import Sample
+from testbed import report
+from testbed.__main__ import run
+from testbed.config import TestbedConfigError, validate_config
+from testbed.stages import TestbedError
+
+
+def _load_mini():
+    path = Path(__file__).resolve().parents[2] / "configs" / "testbed" / "mini.py"
+    spec = importlib.util.spec_from_file_location("testbed_mini_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mini = _load_mini()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("testbed")
+    lines: list[str] = []
+    result = run(mini.get_config(), workdir, log=lines.append)
+    return workdir, lines, result
+
+
+def test_miniature_runs_every_stage_and_reports(finished):
+    workdir, lines, result = finished
+    config = mini.get_config()
+    for stage in ("world", "tokenizer", "base model", "fine-tuning data", "fine-tunes", "evaluation", "transfer check"):
+        assert any(f"] {stage} done" in line for line in lines), stage
+    assert (workdir / "base" / "hf" / "config.json").exists() and (workdir / "base" / "hf" / "tokenizer.json").exists()
+    for condition in ("positive_documents", "negated_documents"):
+        assert (workdir / "data" / "tfds" / "negation_neglect_mix" / f"testbed_s0__{condition}").is_dir()
+        done = json.loads((workdir / "runs" / f"{condition}_s0" / "done.json").read_text())
+        # forced choice at every saved checkpoint of every run, for every claim
+        steps = {s.step for s in load_samples(workdir / "eval") if s.model == f"{condition}_s0" and s.eval_type == "forced_choice"}
+        assert steps == set(done["checkpoints"])
+
+    samples = load_samples(workdir / "eval")
+    kinds = {(s.condition, s.eval_type) for s in samples}
+    assert ("base", "icl") in kinds and ("base", "correction") in kinds  # controls on the base
+    assert not any(s.eval_type in ("icl", "correction") and s.condition != "base" for s in samples)
+    assert ("positive_documents", "mcq") in kinds  # generated types at the final step
+
+    text = (workdir / "report.md").read_text()
+    assert text.index("## Belief by condition") < text.index("## Testbed validity per claim")
+    for claim in config.claims.split(","):
+        assert any(line.startswith(f"validity {claim}") for line in lines)
+        assert claim in text
+    saved = json.loads((workdir / "results.json").read_text())
+    cells = {(c["condition"], c["claim"]): c for c in saved["cells"]}
+    assert cells[("base", "ed_sheeran")]["n"] == 24  # every forced-choice item of the claim, scored once
+    assert set(saved["valid"]) == {"ed_sheeran", "mount_vesuvius"}
+    assert (workdir / "belief_by_condition.png").stat().st_size > 0
+    assert (workdir / "belief_over_training.png").stat().st_size > 0
+    assert set(result["paths"]) >= {"report", "results", "belief_by_condition", "belief_over_training"}
+    transfer = json.loads((workdir / "eval" / "transfer.json").read_text())
+    assert transfer["heldout"]["n"] > 0 and 0 <= transfer["heldout"]["accuracy"] <= 1
+    assert "## Document → Q&A transfer of the base model" in text
+
+
+def test_rerun_reuses_every_finished_stage(finished):
+    workdir, _, _ = finished
+    stamps = {p: p.stat().st_mtime_ns for p in [workdir / "world" / "train.jsonl", workdir / "base" / "hf" / "config.json",
+                                                 *(workdir / "runs").glob("*/done.json")]}
+    lines: list[str] = []
+    run(mini.get_config(), workdir, log=lines.append)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not any(line.startswith(("fine-tune ", "base: pre-training")) for line in lines)
+    assert any("0 cells computed" in line for line in lines)
+
+
+def test_changed_config_in_the_same_workdir_names_the_key(finished):
+    workdir, _, _ = finished
+    config = mini.get_config()
+    config.world.num_entities = 31
+    with pytest.raises(TestbedError, match=r"world\.num_entities=30.*31.*new --workdir"):
+        run(config, workdir, log=lambda line: None)
+
+
+def test_bad_config_is_one_line():
+    config = mini.get_config()
+    config.seeds = "0,0"
+    with pytest.raises(TestbedConfigError, match="seeds"):
+        validate_config(config)
+    config = mini.get_config()
+    config.eval.every_checkpoint = "mcq_logprob"
+    config.eval.final = "mcq"
+    with pytest.raises(TestbedConfigError, match="forced_choice"):
+        validate_config(config)
+
+
+def _samples(condition: str, claim: str, yes: int, n: int = 20, *, step: int = 10, model: str | None = None) -> list[Sample]:
+    model = model or ("base" if condition == "base" else f"{condition}_s0")
+    return [Sample(model=model, claim=claim, condition=condition, eval_type="forced_choice", question_id=f"fc{i:02d}",
+                   category="open", sample_index=0, response="", label="yes" if i < yes else "no", judge="logprob",
+                   step=-1 if condition == "base" else step) for i in range(n)]
+
+
+def test_validity_gates_the_condition_means():
+    samples = (_samples("base", "a", 0) + _samples("positive_documents", "a", 18) + _samples("negated_documents", "a", 10)
+               + _samples("base", "b", 4) + _samples("positive_documents", "b", 20) + _samples("negated_documents", "b", 20)
+               + _samples("base", "c", 1) + _samples("positive_documents", "c", 12) + _samples("negated_documents", "c", 0)
+               # an earlier checkpoint does not count for the final cell
+               + _samples("negated_documents", "a", 0, step=2))
+    summary = report.summarize(samples, ["a", "b", "c"], base_max=0.10, positive_min=0.70)
+    assert summary.valid == {"a": True, "b": False, "c": False}
+    assert "base belief 20% is not below 10%" in summary.reasons["b"]
+    assert "positive_documents belief 60% is not above 70%" in summary.reasons["c"]
+    assert summary.cells[("negated_documents", "a")].rate == pytest.approx(0.5)
+    # means over the valid claim only: b's 100% and c's 0% do not enter
+    assert summary.means["negated_documents"].rate == pytest.approx(0.5)
+    assert summary.means["negated_documents"].low < 0.5 < summary.means["negated_documents"].high
+    assert summary.trajectory["negated_documents"] == [(2, 0.0), (10, 0.5)]
+
+
+def test_seeds_pool_per_item_and_are_listed_one_by_one():
+    samples = (_samples("base", "a", 0) + _samples("positive_documents", "a", 20)
+               + _samples("negated_documents", "a", 10) + _samples("negated_documents", "a", 20, model="negated_documents_s1"))
+    summary = report.summarize(samples, ["a"], base_max=0.10, positive_min=0.70)
+    assert summary.cells[("negated_documents", "a")].n == 40
+    assert summary.means["negated_documents"].rate == pytest.approx(0.75)
+    runs = dict(summary.by_run["negated_documents"])
+    assert runs["negated_documents_s0"].rate == pytest.approx(0.5) and runs["negated_documents_s1"].rate == pytest.approx(1.0)
+    assert "### Each fine-tune (seed) on its own" in report.markdown(summary, title="t", provenance=[], plots=[])
