@@ -24,7 +24,7 @@ def get_config():
     config.finetune.min_words = 60
     config.finetune.max_words = 140
     config.finetune.replay = 1.0
-    config.finetune.num_epochs = 1.0
+    config.finetune.num_epochs = 3.0
     config.finetune.num_checkpoints = 2
     config.eval.final = "mcq"
     config.eval.base_controls = "icl,correction"
