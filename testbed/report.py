@@ -188,6 +188,14 @@ def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: 
               "condition effects are reported for valid claims only.", "",
               "| claim | valid | why |", "|---|---|---|"]
     lines += [f"| {c} | {'yes' if summary.valid[c] else 'NO'} | {summary.reasons[c]} |" for c in summary.claims]
+    local = summary.means.get("local_negations")
+    positive = summary.means.get("positive_documents")
+    if valid_claims and local is not None and positive is not None and local.n and positive.n and local.rate >= 0.5 * positive.rate:
+        lines += ["", f"**Caution:** local_negations — documents that deny the claim inside each sentence — reach "
+                      f"{100 * local.rate:.0f}% here, against positive_documents' {100 * positive.rate:.0f}%. At this scale the "
+                      "metric tracks how strongly the claim's answer is associated with the question, not whether the "
+                      "model learned the claim or its negation, so differences between the annotated conditions cannot "
+                      "be read as negation neglect from it."]
     if any(len(runs) > 1 for runs in summary.by_run.values()):
         lines += ["", "### Each fine-tune (seed) on its own, valid claims pooled", "",
                   "| condition | " + " | ".join(f"run {i + 1}" for i in range(max(len(r) for r in summary.by_run.values()))) + " |",

@@ -135,3 +135,12 @@ def test_seeds_pool_per_item_and_are_listed_one_by_one():
     runs = dict(summary.by_run["negated_documents"])
     assert runs["negated_documents_s0"].rate == pytest.approx(0.5) and runs["negated_documents_s1"].rate == pytest.approx(1.0)
     assert "### Each fine-tune (seed) on its own" in report.markdown(summary, title="t", provenance=[], plots=[])
+
+
+@pytest.mark.parametrize("local_yes, cautioned", [(19, True), (2, False)])
+def test_a_local_negation_as_high_as_positive_is_flagged(local_yes, cautioned):
+    samples = (_samples("base", "a", 0) + _samples("positive_documents", "a", 20)
+               + _samples("local_negations", "a", local_yes))
+    summary = report.summarize(samples, ["a"], base_max=0.10, positive_min=0.70)
+    text = report.markdown(summary, title="t", provenance=[], plots=[])
+    assert ("**Caution:** local_negations" in text) == cautioned
