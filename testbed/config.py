@@ -77,7 +77,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.base_controls = "icl,correction"  # on the base model only
     c.eval.samples = 1
     c.eval.max_new_tokens = 48
-    c.eval.icl_documents = 4  # documents in context for the icl control (they must fit the context window)
+    c.eval.icl_documents = 2  # documents in context for the icl control: two ~450-token documents and the question
+    #                           fit the base's 2,048 positions (four did not)
 
     c.validity = ml_collections.ConfigDict()  # on the primary metric (forced_choice)
     c.validity.base_max = 0.10  # base belief must be below this
