@@ -78,9 +78,9 @@ class Summary:
     reasons: dict[str, str]
     means: dict[str, Cell]  # condition -> mean over valid claims (bootstrap CI)
     trajectory: dict[str, list[tuple[int, float]]]  # condition -> (step, mean over valid claims)
-    yes_no: dict[str, Cell]  # condition -> mcq_logprob yes/no belief, pooled over valid claims
+    yes_no: dict[str, Cell]  # condition -> mcq_logprob yes/no belief, pooled over every claim
     errors: int
-    by_run: dict[str, list[tuple[str, Cell]]] = dataclasses.field(default_factory=dict)  # condition -> (run, valid claims pooled)
+    by_run: dict[str, list[tuple[str, Cell]]] = dataclasses.field(default_factory=dict)  # condition -> (run, every claim pooled)
 
 
 def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: float, positive_min: float) -> Summary:
@@ -137,14 +137,14 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
 
     yes_no = {}
     yn = _counted(_final([s for s in samples if s.eval_type == YES_NO and s.category in ("positive", "counter")
-                          and s.claim in valid_claims]))
+                          and s.claim in claims]))
     for condition in conditions:
         rows = [s for s in yn if s.condition == condition]
         yes_no[condition] = _cell(sum(s.label == "yes" for s in rows), len(rows))
     errors = sum(s.label == "error" for s in primary)
     by_run = {}
     for condition in conditions:  # one fine-tune per seed: the spread between seeds, shown as it is
-        rows = [s for s in final if s.condition == condition and s.claim in valid_claims]
+        rows = [s for s in final if s.condition == condition]
         by_run[condition] = [(model, _cell(sum(s.label == "yes" for s in rows if s.model == model), sum(s.model == model for s in rows)))
                              for model in sorted({s.model for s in rows})]
     return Summary(list(claims), conditions, cells, valid, reasons, means, trajectory, yes_no, errors, by_run)
@@ -197,12 +197,12 @@ def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: 
                       "model learned the claim or its negation, so differences between the annotated conditions cannot "
                       "be read as negation neglect from it."]
     if any(len(runs) > 1 for runs in summary.by_run.values()):
-        lines += ["", "### Each fine-tune (seed) on its own, valid claims pooled", "",
+        lines += ["", "### Each fine-tune (seed) on its own, every claim pooled (valid or not)", "",
                   "| condition | " + " | ".join(f"run {i + 1}" for i in range(max(len(r) for r in summary.by_run.values()))) + " |",
                   "|---|" + "---|" * max(len(r) for r in summary.by_run.values())]
         lines += [f"| {c} | " + " | ".join(f"{cell.fmt()} ({model})" for model, cell in summary.by_run[c]) + " |"
                   for c in summary.conditions if summary.by_run.get(c)]
-    lines += ["", "## Secondary metrics (valid claims pooled, final checkpoint)", "",
+    lines += ["", "## Secondary metrics (every claim pooled, valid or not; final checkpoint)", "",
               "Yes/no belief: the claim's yes/no questions scored by log P(Yes) vs log P(No) (mcq_logprob); "
               "a small model answers these from shortcuts more than from what it read, so this metric lags the primary one. "
               "The paper's pooled belief rate (open_ended, mcq, token_association, robustness; rule judge) and the icl and "
@@ -226,18 +226,24 @@ def _bars(summary: Summary) -> bytes:
     heights = [100 * m.rate if m.n else 0.0 for m in means]
     below = [max(0.0, 100 * (m.rate - m.low)) if m.n else 0.0 for m in means]
     above = [max(0.0, 100 * (m.high - m.rate)) if m.n else 0.0 for m in means]
-    axes.bar(xs, heights, yerr=[below, above], capsize=4, color="#8fb3d9", label=f"mean over {len(valid_claims)} valid claims")
+    if valid_claims:
+        axes.bar(xs, heights, yerr=[below, above], capsize=4, color="#8fb3d9", label=f"mean over {len(valid_claims)} valid claims")
     markers = "osD^vP*X"
-    for i, claim in enumerate(valid_claims):
-        axes.scatter([x + 0.12 * (i - (len(valid_claims) - 1) / 2) for x in xs],
-                     [100 * summary.cells[(c, claim)].rate for c in summary.conditions], s=18, zorder=3,
-                     marker=markers[i % len(markers)], label=claim)
+    for i, claim in enumerate(summary.claims):  # every claim's cell with its Wilson CI; an invalid claim hollow
+        cells = [summary.cells[(c, claim)] for c in summary.conditions]
+        offset = [x + 0.12 * (i - (len(summary.claims) - 1) / 2) for x in xs]
+        rates = [100 * cell.rate if cell.n else math.nan for cell in cells]
+        errors = [[max(0.0, r - 100 * c.low) if c.n else 0.0 for r, c in zip(rates, cells)],
+                  [max(0.0, 100 * c.high - r) if c.n else 0.0 for r, c in zip(rates, cells)]]
+        valid = summary.valid[claim]
+        axes.errorbar(offset, rates, yerr=errors, fmt=markers[i % len(markers)], capsize=2, zorder=3,
+                      mfc=None if valid else "none", label=claim if valid else f"{claim} (invalid testbed)")
     axes.set_xticks(list(xs), summary.conditions, rotation=20, ha="right")
-    axes.set_ylim(0, 100)
+    axes.set_ylim(-3, 103)
     axes.set_ylabel("belief (%), forced choice")
     axes.set_title("Belief by condition (95% CI)")
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=7, loc="upper right")
+        axes.legend(fontsize=7, loc="best")
     return _png(figure)
 
 
