@@ -231,8 +231,8 @@ def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition:
     return c
 
 
-def finetunes(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict[str, Path]:
-    """Fine-tunes the base once per (condition, seed); returns run name -> workdir."""
+def finetunes(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict[str, tuple[str, Path]]:
+    """Fine-tunes the base once per (condition, seed); returns run name -> (condition, workdir)."""
     from nn_train.trainer import train
 
     runs = {}
@@ -240,7 +240,7 @@ def finetunes(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dic
     for index, (condition, seed) in enumerate(jobs, 1):
         name = run_name(condition, seed)
         run_dir = workdir / "runs" / name
-        runs[name] = run_dir
+        runs[name] = (condition, run_dir)
         done = run_dir / "done.json"
         if done.exists():
             continue
@@ -258,7 +258,7 @@ def finetunes(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dic
 # Evaluation
 
 
-def eval_config(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, Path], *, eval_types: str, steps: str,
+def eval_config(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, tuple[str, Path]], *, eval_types: str, steps: str,
                 base_only: bool = False) -> ml_collections.ConfigDict:
     from eval.config import default_config as eval_default_config
 
@@ -266,7 +266,7 @@ def eval_config(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str
     c.claims = config.claims
     c.eval_types = eval_types
     c.base = str(workdir / "base")
-    c.runs = "" if base_only else ",".join(f"{name.rsplit('_s', 1)[0]}={path}" for name, path in runs.items())
+    c.runs = "" if base_only else ",".join(f"{condition}={path}" for condition, path in runs.values())
     c.steps = steps
     c.sampling.samples = config.eval.samples
     c.sampling.max_new_tokens = config.eval.max_new_tokens
@@ -328,7 +328,7 @@ def transfer(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict
     return result
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, Path], log: Log) -> Path:
+def evaluate(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, tuple[str, Path]], log: Log) -> Path:
     """Judge-free eval types at every checkpoint, generated ones at the final step, controls on the base."""
     from eval.main import evaluate as run_eval
 
