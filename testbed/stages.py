@@ -48,14 +48,25 @@ def run_name(condition: str, seed: int) -> str:
     return f"{condition}_s{seed}"
 
 
-def _check_stage(directory: Path, key: str, settings: dict[str, Any]) -> bool:
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys, so a mismatch names the one field that differs."""
+    out = {}
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _check_stage(directory: Path, key: str, settings: dict[str, Any], marker: str = "stage.json") -> bool:
     """True when `directory` holds this stage's finished outputs for these settings; raises when it
     holds another config's."""
-    marker = directory / "stage.json"
-    if not marker.exists():
+    path = directory / marker
+    if not path.exists():
         return False
-    saved = json.loads(marker.read_text())
-    for name, value in settings.items():
+    saved = _flat(json.loads(path.read_text()))
+    for name, value in _flat(settings).items():
         if saved.get(name) != value:
             raise TestbedError(
                 f"'{directory}' was built with {key}.{name}={saved.get(name)!r}, but this config has {value!r}; "
@@ -63,8 +74,8 @@ def _check_stage(directory: Path, key: str, settings: dict[str, Any]) -> bool:
     return True
 
 
-def _finish_stage(directory: Path, settings: dict[str, Any], **extra: Any) -> None:
-    write_json_atomic(directory / "stage.json", {**settings, **extra}, pretty=True)
+def _finish_stage(directory: Path, settings: dict[str, Any], marker: str = "stage.json", **extra: Any) -> None:
+    write_json_atomic(directory / marker, {**settings, **extra}, pretty=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +138,8 @@ def base(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     from nn_train.trainer import train
 
     run_dir, hf_dir = workdir / "base", workdir / "base" / "hf"
-    if (hf_dir / "config.json").exists():
+    settings = config.base.to_dict()
+    if _check_stage(run_dir, "base", settings) and (hf_dir / "config.json").exists():
         return hf_dir
     start = time.perf_counter()
     log("base: pre-training from scratch on the world corpus")
@@ -136,7 +148,9 @@ def base(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     staging = run_dir / "hf.partial"
     export_hf_model(loaded.model, staging, overwrite=True)
     loaded.tokenizer.save_pretrained(str(staging))
+    shutil.rmtree(hf_dir, ignore_errors=True)  # an export from before an interruption of this step
     os.replace(staging, hf_dir)
+    _finish_stage(run_dir, settings)
     loss = summary["final_metrics"].get("loss")
     log(f"base: {summary['num_steps']} steps, final loss {loss:.3f} ({time.perf_counter() - start:.0f} s)" if loss is not None
         else f"base: {summary['num_steps']} steps ({time.perf_counter() - start:.0f} s)")
@@ -241,14 +255,14 @@ def finetunes(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dic
         name = run_name(condition, seed)
         run_dir = workdir / "runs" / name
         runs[name] = (condition, run_dir)
-        done = run_dir / "done.json"
-        if done.exists():
+        run_config = finetune_config(config, workdir, condition, seed)
+        if _check_stage(run_dir, "finetune", config.finetune.to_dict(), marker="done.json"):
             continue
         start = time.perf_counter()
         log(f"fine-tune {index}/{len(jobs)}: {name}")
-        summary = train(finetune_config(config, workdir, condition, seed), run_dir)
-        write_json_atomic(done, {"num_steps": summary["num_steps"], "checkpoints": summary["checkpoints"],
-                                 "seconds": round(time.perf_counter() - start, 1)}, pretty=True)
+        summary = train(run_config, run_dir)
+        _finish_stage(run_dir, config.finetune.to_dict(), marker="done.json", num_steps=summary["num_steps"],
+                      checkpoints=summary["checkpoints"], seconds=round(time.perf_counter() - start, 1))
         log(f"fine-tune {index}/{len(jobs)}: {name}: {summary['num_steps']} steps, checkpoints {summary['checkpoints']} "
             f"({time.perf_counter() - start:.0f} s)")
     return runs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,21 @@ def test_changed_config_in_the_same_workdir_names_the_key(finished):
     config = mini.get_config()
     config.world.num_entities = 31
     with pytest.raises(TestbedError, match=r"world\.num_entities=30.*31.*new --workdir"):
+        run(config, workdir, log=lambda line: None)
+
+
+@pytest.mark.parametrize("section, key, value", [("base", "optimizer", ("learning_rate", 1e-2)),
+                                                 ("finetune", "learning_rate", 1e-2)])
+def test_changed_training_config_is_not_silently_reused(finished, section, key, value):
+    workdir, _, _ = finished
+    config = mini.get_config()
+    if isinstance(value, tuple):
+        config[section][key][value[0]] = value[1]
+        name = f"{section}.{key}.{value[0]}"
+    else:
+        config[section][key] = value
+        name = f"{section}.{key}"
+    with pytest.raises(TestbedError, match=re.escape(name) + r"=.*0\.01.*new --workdir"):
         run(config, workdir, log=lambda line: None)
 
 
