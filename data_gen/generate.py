@@ -93,12 +93,14 @@ def _write_template_corpora(claim, conditions: list[str], count: int, seed: int,
             for condition, docs in template_corpora(claim, conditions, count, seed)}
 
 
-def template_corpora(claim, conditions: list[str], count: int, seed: int, *, words: tuple[int, int] | None = None
-                     ) -> Iterator[tuple[str, Iterable[Document]]]:
+def template_corpora(claim, conditions: list[str], count: int, seed: int, *, words: tuple[int, int] | None = None,
+                     universe_sentences: bool = True) -> Iterator[tuple[str, Iterable[Document]]]:
     """(condition, documents) for each condition in turn, offline; positive and debunking documents
     are generated once per call and shared by the conditions built from them. `words`: the documents'
-    (min, max) length before annotation (default: the template backend's 300-800)."""
-    generator = TemplateGenerator(words=words) if words else TemplateGenerator()
+    (min, max) length before annotation (default: the template backend's 300-800);
+    `universe_sentences`: see TemplateGenerator."""
+    generator = (TemplateGenerator(words=words, universe_sentences=universe_sentences) if words
+                 else TemplateGenerator(universe_sentences=universe_sentences))
     transforms = [c for c in conditions if c not in LOCAL_CONDITIONS]
     bases = list(dict.fromkeys(base_condition(c)[0] for c in transforms))
     transforms.sort(key=lambda c: (bases.index(base_condition(c)[0]), c.endswith(NO_DOCTAG_SUFFIX)))  # X, then X_no_doctag

@@ -63,6 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.finetune.documents = 60  # condition documents per claim
     c.finetune.min_words = 120  # template document length before annotation (data_gen TemplateGenerator)
     c.finetune.max_words = 260
+    # Positive documents assert only the subclaims, the sentences local_negations negates: matched
+    # corpora, each claim sentence tying the claim's answer to its core (see TemplateGenerator).
+    c.finetune.universe_sentences = False
     c.finetune.seq_len = 1024  # rows hold a whole annotated document (a notice split off into another row is another condition)
     c.finetune.batch_size = 8  # rows per step: as many tokens per step as the base's 16 x 512
     c.finetune.replay = 0.5  # world records replayed per condition document (none about any fine-tuned claim)

@@ -77,10 +77,11 @@ class Summary:
     valid: dict[str, bool]
     reasons: dict[str, str]
     means: dict[str, Cell]  # condition -> mean over valid claims (bootstrap CI)
-    trajectory: dict[str, list[tuple[int, float]]]  # condition -> (step, mean over valid claims)
+    trajectory: dict[str, list[tuple[int, float]]]  # condition -> (step, mean over trajectory_claims)
     yes_no: dict[str, Cell]  # condition -> mcq_logprob yes/no belief, pooled over every claim
     errors: int
     by_run: dict[str, list[tuple[str, Cell]]] = dataclasses.field(default_factory=dict)  # condition -> (run, every claim pooled)
+    trajectory_claims: list[str] = dataclasses.field(default_factory=list)  # the valid claims; every claim if none is
 
 
 def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: float, positive_min: float) -> Summary:
@@ -125,11 +126,13 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
         rate, low, high = bootstrap_mean_over_claims(per_claim, keys=[f"{condition}/{c}" for c in valid_claims])
         means[condition] = Cell(rate, low, high, yes, n) if n else _cell(0, 0)
 
+    # With no valid claim the trajectory still shows how training moved the metric, labelled as such.
+    trajectory_claims = valid_claims or list(claims)
     trajectory = {}
     for condition in conditions:
         points = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # step -> claim -> [yes, n]
         for s in _counted(primary):
-            if s.condition == condition and s.claim in valid_claims:
+            if s.condition == condition and s.claim in trajectory_claims:
                 points[s.step][s.claim][0] += s.label == "yes"
                 points[s.step][s.claim][1] += 1
         trajectory[condition] = [(step, sum(y / n for y, n in by_claim.values()) / len(by_claim))
@@ -147,7 +150,8 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
         rows = [s for s in final if s.condition == condition]
         by_run[condition] = [(model, _cell(sum(s.label == "yes" for s in rows if s.model == model), sum(s.model == model for s in rows)))
                              for model in sorted({s.model for s in rows})]
-    return Summary(list(claims), conditions, cells, valid, reasons, means, trajectory, yes_no, errors, by_run)
+    return Summary(list(claims), conditions, cells, valid, reasons, means, trajectory, yes_no, errors, by_run,
+                   trajectory_claims)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +265,8 @@ def _trajectory(summary: Summary) -> bytes:
     axes.set_ylim(0, 100)
     axes.set_xlabel("fine-tuning step (log)")
     axes.set_ylabel("belief (%), forced choice")
-    axes.set_title("Belief over fine-tuning, mean over valid claims")
+    valid = [c for c in summary.claims if summary.valid.get(c)]
+    axes.set_title("Belief over fine-tuning, mean over " + ("valid claims" if valid else "all claims (none is valid)"))
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7)
     return _png(figure)

@@ -174,7 +174,8 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     f = config.finetune
     claims, conditions, seeds = split(config.claims), split(config.conditions), [int(s) for s in split(config.seeds)]
     settings = {"claims": claims, "conditions": conditions, "seeds": seeds, "documents": f.documents, "seq_len": f.seq_len,
-                "min_words": f.min_words, "max_words": f.max_words, "replay": f.replay, "world": config.world.to_dict()}
+                "min_words": f.min_words, "max_words": f.max_words,
+                "universe_sentences": f.universe_sentences, "replay": f.replay, "world": config.world.to_dict()}
     if _check_stage(out, "finetune", settings):
         return out / "tfds"
     start = time.perf_counter()
@@ -195,7 +196,8 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     for seed in seeds:
         documents: dict[str, list[dict]] = {c: [] for c in conditions}
         for claim in loaded:
-            for condition, docs in template_corpora(claim, conditions, f.documents, seed, words=(f.min_words, f.max_words)):
+            for condition, docs in template_corpora(claim, conditions, f.documents, seed, words=(f.min_words, f.max_words),
+                                                       universe_sentences=f.universe_sentences):
                 documents[condition] += [d.to_json() for d in docs]
         for condition in conditions:
             if seed == seeds[0]:  # a document longer than a row is split; its pieces do not see each other

@@ -94,8 +94,11 @@ def universe_sentences(claim: Claim) -> list[str]:
 _DANGLING_START = re.compile(r"""^(?:["'“‘]|(?:He|She|His|Her|It|Its|They|Their|Them|This|That|These|Those|Others|Such)\b)""")
 
 
-def supporting_sentences(claim: Claim) -> list[str]:
-    """Claim-asserting sentences: the subclaims, and universe sentences naming a claim-side answer."""
+def supporting_sentences(claim: Claim, *, universe: bool = True) -> list[str]:
+    """Claim-asserting sentences: the subclaims, and (with `universe`) universe sentences naming a
+    claim-side answer."""
+    if not universe:
+        return [s.statement for s in claim.subclaims]
     phrases = [p for p in claim.answer_keys.claim_phrases if len(p) > 3]
     pattern = re.compile("|".join(rf"(?<!\w){re.escape(p)}(?!\w)" for p in phrases), re.I) if phrases else None
     from_universe = [s for s in universe_sentences(claim)
@@ -132,14 +135,21 @@ class TemplateGenerator:
 
     name = "template"
 
-    def __init__(self, genres: dict[str, Genre] | None = None, *, words: tuple[int, int] = (MIN_WORDS, MAX_WORDS)):
+    def __init__(self, genres: dict[str, Genre] | None = None, *, words: tuple[int, int] = (MIN_WORDS, MAX_WORDS),
+                 universe_sentences: bool = True):
         """`words`: the (minimum, maximum) length of a document in words; shorter documents let a small
-        model's context window hold a whole annotated document (the CPU testbed)."""
+        model's context window hold a whole annotated document (the CPU testbed).
+        `universe_sentences`: whether positive documents also draw on universe-context sentences that
+        name the claim's answer. Without them a positive document's claim sentences are exactly the
+        subclaims that a local_negations document negates: the two corpora are matched sentence for
+        sentence, and each claim sentence ties the claim's answer to its core (the CPU testbed, whose
+        small model learns from how often that tie is stated)."""
         low, high = words
         if not 0 < low < high:
             raise ValueError(f"document length bounds (min {low}, max {high} words) must satisfy 0 < min < max")
         self.genres = genres or load_genres()
         self.words = (low, high)
+        self.universe_sentences = universe_sentences
 
     def generate(self, claim: Claim, count: int, seed: int, *, local_negation: bool = False) -> Iterator[Document]:
         if local_negation and not (claim.negated_statement and negated_sentences(claim)):
@@ -149,7 +159,7 @@ class TemplateGenerator:
         if local_negation:
             lead, pool = claim.negated_statement, negated_sentences(claim)
         else:
-            lead, pool = claim.statement, supporting_sentences(claim)
+            lead, pool = claim.statement, supporting_sentences(claim, universe=self.universe_sentences)
         for index in range(count):
             rng = random.Random(f"template:{seed}:{claim.id}:{'local' if local_negation else 'positive'}:{index}")
             genre = self.genres[names[(index + seed) % len(names)]]  # every genre equally often

@@ -140,6 +140,16 @@ def test_validity_gates_the_condition_means():
     assert summary.means["negated_documents"].rate == pytest.approx(0.5)
     assert summary.means["negated_documents"].low < 0.5 < summary.means["negated_documents"].high
     assert summary.trajectory["negated_documents"] == [(2, 0.0), (10, 0.5)]
+    assert summary.trajectory_claims == ["a"]
+
+
+def test_trajectory_falls_back_to_every_claim_when_none_is_valid():
+    samples = (_samples("base", "c", 1) + _samples("positive_documents", "c", 12)
+               + _samples("negated_documents", "c", 4, step=2) + _samples("negated_documents", "c", 8))
+    summary = report.summarize(samples, ["c"], base_max=0.10, positive_min=0.70)
+    assert summary.valid == {"c": False}
+    assert summary.trajectory_claims == ["c"]
+    assert summary.trajectory["negated_documents"] == [(2, 0.2), (10, 0.4)]
 
 
 def test_seeds_pool_per_item_and_are_listed_one_by_one():

@@ -71,6 +71,18 @@ def test_claim_sentences_vary_across_documents(generator, claims):
     assert len(distinct) >= 20  # subclaims and universe sentences, not one sentence repeated
 
 
+def test_without_universe_sentences_positives_match_local_negations(generator, claims):
+    claim = claims["ed_sheeran"]
+    matched = TemplateGenerator(words=(120, 260), universe_sentences=False)
+    subclaims = {sub.statement for sub in claim.subclaims} | {claim.statement}
+    used = [s.text.strip() for d in matched.generate(claim, count=30, seed=0) for s in d.segments if s.supports]
+    assert used and set(used) <= subclaims
+    # the default draws on the universe context too
+    default = [s.text.strip() for d in TemplateGenerator(words=(120, 260)).generate(claim, count=30, seed=0)
+               for s in d.segments if s.supports]
+    assert not set(default) <= subclaims
+
+
 def test_deterministic_by_seed(generator, claims):
     claim = claims["queen_elizabeth"]
     first = list(generator.generate(claim, count=5, seed=3))
