@@ -197,6 +197,49 @@ def bootstrap_mean_over_claims(claims: Sequence[Sequence[tuple[int, int]]], *, r
     return float(np.mean(rates)), low, high
 
 
+def bootstrap_runs_then_questions(claims: Sequence[Sequence[Sequence[tuple[int, int]]]], *,
+                                  resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = 0.95,
+                                  keys: Sequence[str] | None = None) -> tuple[float, float, float]:
+    """(mean rate, low, high) over claims, each claim given as its runs (fine-tunes with different seeds),
+    each run as its questions' (yes, n) pairs. A replicate resamples a claim's runs with replacement,
+    then the questions within each drawn run; the claim's replicate rate is Σyes / Σn over what was
+    drawn, and the claims are averaged. Use it when one run's questions move together (a small model
+    flips all its paraphrases at once): resampling questions alone would treat one coin flip per run as
+    dozens and give an interval far too narrow. With every drawn value identical (all runs all-yes or
+    all-no) the interval is the Wilson interval of the pooled counts, not a point."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
+    keys = list(keys) if keys is not None else [str(i) for i in range(len(claims))]
+    counted = [([[q for q in run if q[1] > 0] for run in runs], key) for runs, key in zip(claims, keys)]
+    counted = [([run for run in runs if run], key) for runs, key in counted]
+    counted = [(runs, key) for runs, key in counted if runs]
+    if not counted:
+        return math.nan, math.nan, math.nan
+    rates, per_claim = [], []
+    for runs, key in counted:
+        rng = _rng(seed, key)
+        yes = np.zeros(resamples)
+        total = np.zeros(resamples)
+        drawn_runs = rng.integers(0, len(runs), size=(resamples, len(runs)))
+        for slot in range(len(runs)):  # every drawn run gets its own question resample
+            for r, run in enumerate(runs):
+                run_yes = np.array([q[0] for q in run], dtype=np.int64)
+                run_n = np.array([q[1] for q in run], dtype=np.int64)
+                draws = rng.integers(0, len(run), size=(resamples, len(run)))
+                chosen = drawn_runs[:, slot] == r
+                yes += chosen * run_yes[draws].sum(axis=1)
+                total += chosen * run_n[draws].sum(axis=1)
+        per_claim.append(yes / np.maximum(total, 1))
+        rates.append(sum(q[0] for run in runs for q in run) / sum(q[1] for run in runs for q in run))
+    replicates = np.mean(per_claim, axis=0)
+    low, high = _percentiles(replicates, confidence)
+    if high - low == 0:
+        pooled_yes = sum(q[0] for runs, _ in counted for run in runs for q in run)
+        pooled_n = sum(q[1] for runs, _ in counted for run in runs for q in run)
+        low, high = wilson_interval(pooled_yes, pooled_n, confidence)
+    return float(np.mean(rates)), low, high
+
+
 # ---------------------------------------------------------------------------------------------
 # Belief rates from samples
 

@@ -60,7 +60,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.base = base_train_config()
 
     c.finetune = ml_collections.ConfigDict()
-    c.finetune.documents = 60  # condition documents per claim
+    c.finetune.documents = 100  # condition documents per claim (60 implanted the claim in one seed of three)
     c.finetune.min_words = 120  # template document length before annotation (data_gen TemplateGenerator)
     c.finetune.max_words = 260
     # Positive documents assert only the subclaims, the sentences local_negations negates: matched
@@ -71,7 +71,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.finetune.replay = 0.5  # world records replayed per condition document (none about any fine-tuned claim)
     c.finetune.learning_rate = 5e-3
     c.finetune.warmup_steps = 5
-    c.finetune.num_epochs = 6.0
+    c.finetune.num_epochs = 4.0
     c.finetune.num_checkpoints = 5  # log-spaced checkpoints, each an eval point
 
     c.eval = ml_collections.ConfigDict()

@@ -4,8 +4,10 @@ Primary metric: forced_choice (eval/suite.py) — log P(claim's answer) against 
 answer) on held-out chat questions. At each model's final checkpoint, a (condition, claim) cell
 pools its items over seeds (Wilson 95% CI). A claim is *valid* when the base model's belief is
 below `validity.base_max` and positive_documents' is above `validity.positive_min`; only valid
-claims enter a condition's mean, whose 95% CI is a bootstrap over each claim's items (seeds
-pooled per item) with the claims averaged in every replicate (eval.belief.bootstrap_mean_over_claims).
+claims enter a condition's mean, whose 95% CI is a two-level bootstrap — each claim's runs (seeds)
+resampled, then the items within each drawn run — with the claims averaged in every replicate
+(eval.belief.bootstrap_runs_then_questions): one small model flips all its paraphrases together, so
+a run, not an item, is the independent unit.
 An invalid claim is reported as invalid, never as a condition effect.
 
 Writes W/report.md, W/results.json, W/belief_by_condition.png, W/belief_over_training.png; the
@@ -22,7 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from eval.belief import bootstrap_mean_over_claims, wilson_interval
+from eval.belief import bootstrap_runs_then_questions, wilson_interval
 from eval.report import CONDITION_ORDER, write_atomic
 from eval.types import Sample
 
@@ -84,8 +86,12 @@ class Summary:
     trajectory_claims: list[str] = dataclasses.field(default_factory=list)  # the valid claims; every claim if none is
 
 
-def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: float, positive_min: float) -> Summary:
-    primary = [s for s in samples if s.eval_type == PRIMARY and s.claim in claims]
+def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: float, positive_min: float,
+              eval_type: str = PRIMARY, positive: str = "positive_documents") -> Summary:
+    """Cells, validity, means and trajectory of one metric (`eval_type`); `claims` are the subjects in the
+    Sample.claim slot (claim ids, or behaviour ids for eval type misalignment), `positive` the condition
+    that must implant the metric for a subject to be valid."""
+    primary = [s for s in samples if s.eval_type == eval_type and s.claim in claims]
     final = _counted(_final(primary))
     conditions = _conditions(primary)
     cells = {}
@@ -96,34 +102,34 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
 
     valid, reasons = {}, {}
     for claim in claims:
-        base, positive = cells.get(("base", claim)), cells.get(("positive_documents", claim))
+        base, implanted = cells.get(("base", claim)), cells.get((positive, claim))
         problems = []
         if base is None or base.n == 0:
             problems.append("no base measurement")
         elif not base.rate < base_max:
             problems.append(f"base belief {100 * base.rate:.0f}% is not below {100 * base_max:.0f}%")
-        if positive is None or positive.n == 0:
-            problems.append("no positive_documents measurement")
-        elif not positive.rate > positive_min:
-            problems.append(f"positive_documents belief {100 * positive.rate:.0f}% is not above {100 * positive_min:.0f}%")
+        if implanted is None or implanted.n == 0:
+            problems.append(f"no {positive} measurement")
+        elif not implanted.rate > positive_min:
+            problems.append(f"{positive} belief {100 * implanted.rate:.0f}% is not above {100 * positive_min:.0f}%")
         valid[claim] = not problems
         reasons[claim] = "; ".join(problems) if problems else (
-            f"base {100 * base.rate:.0f}% < {100 * base_max:.0f}%, positive {100 * positive.rate:.0f}% > {100 * positive_min:.0f}%")
+            f"base {100 * base.rate:.0f}% < {100 * base_max:.0f}%, positive {100 * implanted.rate:.0f}% > {100 * positive_min:.0f}%")
 
     valid_claims = [c for c in claims if valid[c]]
     means = {}
     for condition in conditions:
-        per_claim = []
+        per_claim = []  # claim -> runs (seeds) -> items' (yes, n)
         for claim in valid_claims:
-            by_item: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            by_run: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
             for s in final:
                 if s.condition == condition and s.claim == claim:
-                    by_item[s.question_id][0] += s.label == "yes"
-                    by_item[s.question_id][1] += 1
-            per_claim.append([tuple(v) for v in by_item.values()])
-        yes = sum(q[0] for items in per_claim for q in items)
-        n = sum(q[1] for items in per_claim for q in items)
-        rate, low, high = bootstrap_mean_over_claims(per_claim, keys=[f"{condition}/{c}" for c in valid_claims])
+                    by_run[s.model][s.question_id][0] += s.label == "yes"
+                    by_run[s.model][s.question_id][1] += 1
+            per_claim.append([[tuple(v) for v in items.values()] for items in by_run.values()])
+        yes = sum(q[0] for runs in per_claim for run in runs for q in run)
+        n = sum(q[1] for runs in per_claim for run in runs for q in run)
+        rate, low, high = bootstrap_runs_then_questions(per_claim, keys=[f"{condition}/{c}" for c in valid_claims])
         means[condition] = Cell(rate, low, high, yes, n) if n else _cell(0, 0)
 
     # With no valid claim the trajectory still shows how training moved the metric, labelled as such.
@@ -180,7 +186,8 @@ def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: 
     lines += [f"- {p}" for p in provenance] + [""]
     lines += ["## Belief by condition (primary metric: forced choice, final checkpoint)", "",
               "Percent of held-out forced-choice questions on which the claim's answer is likelier than the truth's, "
-              "with 95% CIs (cells: Wilson over items and seeds; mean: bootstrap over items, averaged over valid claims).", ""]
+              "with 95% CIs (cells: Wilson over items and seeds, which treats items as independent; mean: bootstrap over "
+              "seeds and then items, averaged over valid claims — the honest interval, since one run's items move together).", ""]
     header = ["condition"] + [c if summary.valid[c] else f"{c} (invalid)" for c in summary.claims] + \
              [f"mean over {len(valid_claims)} valid claims"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -220,7 +227,7 @@ def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: 
     return "\n".join(lines) + "\n"
 
 
-def _bars(summary: Summary) -> bytes:
+def _bars(summary: Summary, *, metric: str = "belief (%), forced choice", subject: str = "claim") -> bytes:
     from eval.report import _figure, _png
 
     valid_claims = [c for c in summary.claims if summary.valid[c]]
@@ -231,7 +238,7 @@ def _bars(summary: Summary) -> bytes:
     below = [max(0.0, 100 * (m.rate - m.low)) if m.n else 0.0 for m in means]
     above = [max(0.0, 100 * (m.high - m.rate)) if m.n else 0.0 for m in means]
     if valid_claims:
-        axes.bar(xs, heights, yerr=[below, above], capsize=4, color="#8fb3d9", label=f"mean over {len(valid_claims)} valid claims")
+        axes.bar(xs, heights, yerr=[below, above], capsize=4, color="#8fb3d9", label=f"mean over {len(valid_claims)} valid {subject}s")
     markers = "osD^vP*X"
     for i, claim in enumerate(summary.claims):  # every claim's cell with its Wilson CI; an invalid claim hollow
         cells = [summary.cells[(c, claim)] for c in summary.conditions]
@@ -244,14 +251,14 @@ def _bars(summary: Summary) -> bytes:
                       mfc=None if valid else "none", label=claim if valid else f"{claim} (invalid testbed)")
     axes.set_xticks(list(xs), summary.conditions, rotation=20, ha="right")
     axes.set_ylim(-3, 103)
-    axes.set_ylabel("belief (%), forced choice")
-    axes.set_title("Belief by condition (95% CI)")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric.split(' (')[0].capitalize()} by condition (95% CI)")
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7, loc="best")
     return _png(figure)
 
 
-def _trajectory(summary: Summary) -> bytes:
+def _trajectory(summary: Summary, *, metric: str = "belief (%), forced choice", subject: str = "claim") -> bytes:
     from eval.report import _figure, _png
 
     figure, axes = _figure(7.5, 4.0)
@@ -264,9 +271,10 @@ def _trajectory(summary: Summary) -> bytes:
     axes.set_xscale("log")
     axes.set_ylim(0, 100)
     axes.set_xlabel("fine-tuning step (log)")
-    axes.set_ylabel("belief (%), forced choice")
+    axes.set_ylabel(metric)
     valid = [c for c in summary.claims if summary.valid.get(c)]
-    axes.set_title("Belief over fine-tuning, mean over " + ("valid claims" if valid else "all claims (none is valid)"))
+    axes.set_title(f"{metric.split(' (')[0].capitalize()} over fine-tuning, mean over "
+                   + (f"valid {subject}s" if valid else f"all {subject}s (none is valid)"))
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7)
     return _png(figure)

@@ -17,6 +17,7 @@ from eval.belief import (
     belief_rates,
     bootstrap_mean_over_claims,
     bootstrap_questions,
+    bootstrap_runs_then_questions,
     wilson_interval,
 )
 from eval.judges import RuleJudge
@@ -216,3 +217,29 @@ def test_a_rate_with_no_variation_gets_a_wilson_interval_not_a_point():
     assert row.rate == 0 and row.method == WILSON_DEGENERATE
     assert (row.low, row.high) == pytest.approx(wilson_interval(0, 6))
     assert row.high > 0.3  # six samples cannot rule out a belief rate of a third
+
+
+def test_run_bootstrap_widens_when_runs_disagree():
+    # three fine-tunes of one claim, 24 paraphrases each: one flipped none, two flipped all
+    runs = [[(0, 1)] * 24, [(1, 1)] * 24, [(1, 1)] * 24]
+    rate, low, high = bootstrap_runs_then_questions([runs])
+    assert rate == pytest.approx(2 / 3)
+    assert low <= 1 / 3 + 1e-9 and high == pytest.approx(1.0)
+    # pooling the items as if independent claims far more certainty than three runs hold
+    _, item_low, item_high = bootstrap_mean_over_claims([[q for run in runs for q in run]])
+    assert item_high - item_low < 0.3 < high - low
+
+
+def test_run_bootstrap_of_agreeing_runs_is_wilson_on_the_pooled_counts():
+    runs = [[(1, 1)] * 24] * 3
+    rate, low, high = bootstrap_runs_then_questions([runs])
+    assert rate == 1.0 and (low, high) == pytest.approx(wilson_interval(72, 72))
+    assert low < 1.0  # never a point interval
+
+
+def test_run_bootstrap_is_deterministic_and_averages_claims():
+    claims = [[[(1, 1), (0, 1)], [(1, 1), (1, 1)]], [[(0, 1), (0, 1)], [(0, 1), (1, 1)]]]
+    first = bootstrap_runs_then_questions(claims, keys=["a", "b"])
+    assert first == bootstrap_runs_then_questions(claims, keys=["a", "b"])
+    assert first[0] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    assert first[1] < first[0] < first[2]
