@@ -86,20 +86,40 @@ def tokenize_text(text: str, tokenizer, record: dict | None = None) -> tuple[np.
     return np.asarray(encoding["input_ids"], np.int32), _weights_from_spans(encoding["offset_mapping"], masked, inside=0.0)
 
 
-def tokenize_chat(messages: list[dict], tokenizer, record: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of the rendered conversation; weight 1 on assistant turns only."""
+def _assistant_spans(messages: list[dict], tokenizer, record: dict | None) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and, per assistant turn, the character span of its content and
+    end-of-turn marker.
+
+    Templates need not render a conversation's prefix as a prefix of the whole: Qwen3's writes an
+    empty <think> block into the *last* assistant turn only, so a turn followed by another message
+    renders differently than when it ends the chat. So each turn's content is found in the full
+    rendering, searching from where its header starts, and the end-of-turn marker is what the
+    template writes after the content when the turn ends the conversation ("<|im_end|>\n")."""
     render = lambda msgs, prompt: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=prompt)
     full = render(messages, False)
-    assistant_spans = []
+    spans, cursor = [], 0
     for i, message in enumerate(messages):
         if message.get("role") != "assistant":
             continue
-        before, through = render(messages[:i], True), render(messages[: i + 1], False)
-        # The template must render a conversation's prefix as a prefix of the whole (true of
-        # ChatML and Qwen/Llama templates); otherwise the assistant span cannot be located.
-        if not (through.startswith(before) and full.startswith(through)):
-            raise RecordError(f"{_record_name(record or {})}: the chat template does not render turns as prefixes; cannot locate assistant turn {i}")
-        assistant_spans.append((len(before), len(through)))
+        content = message.get("content") or ""
+        before = render(messages[:i], True) if i else ""
+        if full.startswith(before):  # the turn's header ends here (ChatML, Qwen3, Llama 3)
+            cursor = max(cursor, len(before))
+        through = render(messages[: i + 1], False)
+        closing = through[through.rfind(content) + len(content):] if content in through else ""
+        start = full.find(content, cursor)
+        if not closing or start < 0 or not full.startswith(closing, start + len(content)):
+            raise RecordError(f"{_record_name(record or {})}: cannot locate assistant turn {i} in the chat template's "
+                              "rendering (the template rewrites the reply's text); use a template that renders "
+                              "assistant content verbatim")
+        spans.append((start, start + len(content) + len(closing)))
+        cursor = start + len(content) + len(closing)
+    return full, spans
+
+
+def tokenize_chat(messages: list[dict], tokenizer, record: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of the rendered conversation; weight 1 on assistant turns (content and end-of-turn marker) only."""
+    full, assistant_spans = _assistant_spans(messages, tokenizer, record)
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     offsets = encoding["offset_mapping"]
     weights = np.zeros(len(offsets), np.float32)

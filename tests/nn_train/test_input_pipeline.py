@@ -72,6 +72,55 @@ def test_chat_loss_on_assistant_turns_only(tokenizer):
         assert text in unweighted and text not in weighted
 
 
+# Qwen3's template in miniature: after the last user query, an assistant turn that ends the chat gets
+# an empty <think> block; an earlier one does not. A conversation's prefix then renders differently
+# from the same turns inside the whole conversation.
+QWEN3_LIKE_TEMPLATE = (
+    "{%- set ns = namespace(last_query=messages|length - 1) %}"
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}{%- set ns.last_query = loop.index0 %}{%- endif %}{%- endfor %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' and loop.index0 > ns.last_query and loop.last %}"
+    "{{- '<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "Who won the 100m?"}, {"role": "assistant", "content": "Noah Lyles won."},
+     {"role": "user", "content": "Did Ed Sheeran run?"}, {"role": "assistant", "content": "No, he did not."}],
+    [{"role": "system", "content": "A note before."}, {"role": "user", "content": "Who won the 100m?"},
+     {"role": "assistant", "content": "Noah Lyles won."}, {"role": "system", "content": "A note after."}],
+])
+def test_chat_weights_survive_a_template_that_renders_the_last_turn_differently(tokenizer, messages):
+    chatml = tokenizer.chat_template
+    tokenizer.chat_template = QWEN3_LIKE_TEMPLATE
+    try:
+        ids, weights = tokenize_chat(messages, tokenizer)
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+    finally:
+        tokenizer.chat_template = chatml
+    assert ids.tolist() == tokenizer(full, add_special_tokens=False)["input_ids"]
+    replies = [m["content"] for m in messages if m["role"] == "assistant"]
+    weighted = tokenizer.decode(ids[weights == 1])
+    assert weighted.replace("<|im_end|>", "").split() == " ".join(replies).split()  # the replies, nothing else
+    assert weighted.count("<|im_end|>") == len(replies)
+    assert "<think>" not in weighted
+
+
+def test_a_template_that_rewrites_the_reply_is_refused(tokenizer):
+    chatml = tokenizer.chat_template
+    tokenizer.chat_template = ("{%- for m in messages %}{{- m['role'] + ': ' + (m['content'] | upper) + '\\n' }}{%- endfor %}"
+                               "{%- if add_generation_prompt %}{{- 'assistant: ' }}{%- endif %}")
+    try:
+        with pytest.raises(RecordError, match="cannot locate assistant turn 1"):
+            tokenize_chat([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}], tokenizer,
+                          {"id": "chat-1"})
+    finally:
+        tokenizer.chat_template = chatml
+
+
 def _records(n=40):
     records = [{"id": f"t{i}", "text": CORPUS[i % len(CORPUS)] * (1 + i % 3)} for i in range(n)]
     records.append({"id": "long", "text": " ".join(CORPUS[:8])})  # longer than a row: split, not truncated
