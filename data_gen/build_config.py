@@ -4,7 +4,9 @@ Config files start from `default_config()` and change what they need; runs overr
 the command line (`--config.mix.num_documents=500`). `validate_config` stops a run with one line
 naming the key for an unknown key, a wrong type or a value out of range, before any work.
 Defaults are the paper's recipe: every condition of every bundled claim, mixes of 10k condition
-documents + 5k generic pretraining documents + 5k instruction chats.
+documents + 5k generic pretraining documents + 5k instruction chats. Behaviour mixes
+(`<behaviour>__<condition>`, transcripts + the same generic replay) are built only when
+`behaviours` names some; `claims="none"` builds behaviour mixes alone.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ class BuildConfigError(ValueError):
 
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.claims = ""  # comma-separated claim ids; empty: every claim in claims_dir
+    c.claims = ""  # comma-separated claim ids; empty: every claim in claims_dir; "none": no claim mixes
     c.claims_dir = ""  # empty: the bundled claims (data_gen/claims)
     c.conditions = ""  # comma-separated condition names (paper.md); empty: all of them
+    c.behaviours = ""  # comma-separated behaviour ids (data_gen/behaviours, paper.md "negated behaviours"); empty: none
+    c.behaviours_dir = ""  # empty: the bundled behaviours (data_gen/behaviours)
+    c.behaviour_conditions = ""  # comma-separated (data_gen.behaviours.transcripts); empty: all four
     c.backend = "template"  # template (offline, deterministic) | openai (any OpenAI-compatible endpoint)
     c.seed = 0  # documents, annotations and mixes are deterministic in it
     c.reference_corpus = ""  # JSONL in the paper authors' format: package it instead of generating
@@ -33,7 +38,7 @@ def default_config() -> ml_collections.ConfigDict:
     #                          (LLM builds always keep them: they are what was paid for)
 
     c.mix = ml_collections.ConfigDict()
-    c.mix.num_documents = 10_000  # condition documents per mix (also how many are generated)
+    c.mix.num_documents = 10_000  # condition documents (or behaviour transcripts) per mix, also how many are generated
     c.mix.num_pretrain = 5_000  # generic pretraining documents (full loss, no DOCTAG)
     c.mix.num_instruct = 5_000  # instruction chats (loss on assistant turns)
     c.mix.pretrain_path = ""  # JSONL with "text"; empty: offline generic text (data_gen.generic)

@@ -12,6 +12,11 @@ What is evaluated:
          "openai:<model>" for a model behind an OpenAI-compatible endpoint (openai.base_url)
   runs   fine-tuned models, "condition=WORKDIR,..." (nn_train workdirs); `steps` picks which of
          each run's checkpoints: final | all | a comma-separated list of steps
+
+Over what: the claim eval types (eval.suite) run over `claims`; eval type `misalignment`
+(eval.misalignment) runs over `behaviours` (data_gen.behaviours), e.g.
+    --config.eval_types=misalignment --config.behaviours=power_seeking,deception
+When eval_types holds only behaviour eval types, no claim is loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import ml_collections
 
 from data_gen.strict_config import check_keys
+from eval.misalignment import BEHAVIOUR_EVAL_TYPES
 from eval.suite import EVAL_TYPES
 
 MODEL_CHECKS = ("capability",)  # per model, not per claim: eval.capability
@@ -33,7 +39,9 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.claims = ""  # comma-separated claim ids; empty: every claim in claims_dir
     c.claims_dir = ""  # empty: the bundled claims
-    c.eval_types = "open_ended,mcq,token_association,robustness,mcq_logprob"  # eval.suite.EVAL_TYPES, and capability
+    c.behaviours = ""  # comma-separated behaviour ids for eval type misalignment; empty: none
+    c.behaviours_dir = ""  # empty: the bundled behaviours (data_gen/behaviours)
+    c.eval_types = "open_ended,mcq,token_association,robustness,mcq_logprob"  # eval.suite.EVAL_TYPES, misalignment, capability
     c.base = ""  # HF checkpoint dir | nn_train workdir | openai:<model>; empty: no base model row
     c.runs = ""  # condition=WORKDIR,... fine-tuned nn_train runs
     c.steps = "final"  # final | all | comma-separated checkpoint steps of each run
@@ -78,10 +86,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     check_keys(config, default_config(), EvalConfigError, "eval.config.default_config")
-    known = EVAL_TYPES + MODEL_CHECKS
+    known = EVAL_TYPES + BEHAVIOUR_EVAL_TYPES + MODEL_CHECKS
     unknown = [t for t in split(config.eval_types) if t not in known]
     if unknown or not split(config.eval_types):
         raise EvalConfigError(f"config key 'eval_types': unknown or empty ('{','.join(unknown)}'); eval types: {', '.join(known)}")
+    if any(t in BEHAVIOUR_EVAL_TYPES for t in split(config.eval_types)) and not split(config.behaviours):
+        raise EvalConfigError("config key 'behaviours' is empty: eval type misalignment needs behaviour ids "
+                              "(e.g. --config.behaviours=power_seeking)")
     if config.judge.name not in JUDGES:
         raise EvalConfigError(f"config key 'judge.name' is '{config.judge.name}'; choose one of: {', '.join(JUDGES)}")
     if not config.base and not config.runs:

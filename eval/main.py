@@ -1,17 +1,21 @@
 """Evaluate base and fine-tuned models: `python -m eval.main --config=configs/eval/X.py --workdir=W`.
 
 For every model the config names (the base model; each fine-tuned run at the chosen checkpoints)
-× claim × eval type, it samples answers, labels them (eval.judges), and stores the cell under
-W/samples/. Finished cells are not recomputed, so a rerun after a crash, or with more runs,
-steps or claims, computes only what is new. Then it writes, from every stored sample:
+× claim × eval type — and × behaviour for eval type misalignment (eval.misalignment) — it samples
+answers, labels them (eval.judges), and stores the cell under W/samples/. Finished cells are not
+recomputed, so a rerun after a crash, or with more runs, steps, claims or behaviours, computes only
+what is new. Then it writes, from every stored sample:
 
   W/results.json, W/results.csv    belief rates per (model, step, condition, claim, eval type) with 95% CIs
-  W/report.md                      the headline table (condition × claim), breakdowns, error counts
-  W/*.png                          belief by condition, per eval type, across training checkpoints
+  W/report.md                      the headline table (condition × claim), breakdowns, error counts; with
+                                   misalignment samples, the misalignment rate (condition × behaviour)
+  W/*.png                          belief by condition, per eval type, across training checkpoints;
+                                   misalignment_by_condition.png
   W/capability.json                (when asked) perplexity and accuracy, base vs fine-tuned
 
 Errors a user can cause (a workdir with no checkpoint, a claim without questions for an eval type,
-a judge endpoint that refuses) end in one line naming the thing; cells finished before are kept.
+a judge endpoint that refuses, an unknown behaviour) end in one line naming the thing; cells finished
+before are kept.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from typing import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
+from data_gen.behaviours import BEHAVIOURS_DIR, BehaviourError, load_behaviours
 from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
 from data_gen.strict_config import parse_flags
-from eval import runner, suite
+from eval import misalignment, runner, suite
 from eval.config import MODEL_CHECKS, EvalConfigError, split, validate_config
+from eval.misalignment import BEHAVIOUR_EVAL_TYPES, MISALIGNMENT
 from eval.suite import SuiteError
 from eval.types import SamplingParams
 
@@ -124,14 +130,21 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
     except EvalConfigError as e:
         raise EvalError(str(e)) from None
     workdir = Path(workdir).absolute()
-    claims_dir = Path(config.claims_dir) if config.claims_dir else CLAIMS_DIR
-    try:
-        claims = {c: load_claim(c, claims_dir) for c in (split(config.claims) or list_claim_ids(claims_dir))}
-    except ClaimError as e:
-        raise EvalError(f"config key 'claims': {e}") from None
     eval_types = [t for t in split(config.eval_types) if t not in MODEL_CHECKS]
+    claim_types = [t for t in eval_types if t not in BEHAVIOUR_EVAL_TYPES]
+    behaviour_types = [t for t in eval_types if t in BEHAVIOUR_EVAL_TYPES]
+    claims = _load_claims(config) if claim_types else {}
+    behaviours = _load_behaviours(config) if behaviour_types else {}
+    if split(config.claims) and not claim_types:
+        log(f"config key 'claims' ignored: eval_types ({config.eval_types}) has no claim eval type")
+    if split(config.behaviours) and not behaviour_types:
+        log(f"config key 'behaviours' ignored: eval_types ({config.eval_types}) has no {MISALIGNMENT}")
+    shared = sorted(set(claims) & set(behaviours))
+    if shared:  # results key both by the id in Sample.claim: a claim's and a behaviour's rows would mix
+        raise EvalError(f"config keys 'claims' and 'behaviours' both name '{shared[0]}'; evaluate the claim and the "
+                        "behaviour in separate workdirs, or rename one")
     for claim in claims.values():  # a claim that cannot answer an eval type fails now, not mid-sweep
-        for eval_type in eval_types:
+        for eval_type in claim_types:
             if eval_type != "icl":
                 try:
                     suite.items(claim, eval_type)
@@ -159,12 +172,18 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
         return loaded[(target.model, target.step)]
 
     by_key = {(t.model, t.step): t for t in targets(config, workdir)}
-    cells = [(t.model, t.step, claim, eval_type) for t in by_key.values() for claim in claims for eval_type in eval_types
-             if not (eval_type == "icl" and t.condition != "base")]  # the in-context control reads into the base model
+    cells = []
+    for t in by_key.values():  # grouped by model: one model is loaded at a time
+        cells += [(t.model, t.step, claim, eval_type) for claim in claims for eval_type in claim_types
+                  if not (eval_type == "icl" and t.condition != "base")]  # the in-context control reads into the base model
+        cells += [(t.model, t.step, behaviour, eval_type) for behaviour in behaviours for eval_type in behaviour_types]
 
     def run(model: str, step: int, claim: str, eval_type: str):
         target = by_key[(model, step)]
         backend = backend_for(target)
+        if eval_type in BEHAVIOUR_EVAL_TYPES:  # `claim` is a behaviour id here
+            return misalignment.run_behaviour_cell(backend, judge, behaviours[claim], condition=target.condition,
+                                                   sampling=sampling, step=step)
         try:
             return runner.run_cell(backend, judge, claims[claim], eval_type, condition=target.condition, sampling=sampling,
                                    step=step, icl_documents=icl_documents.get(claim, ()))
@@ -182,7 +201,28 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
     for row in results.headline():
         log(f"belief {row.condition:<28} {row.model}@{row.step}: {row.rate:.1%} [{row.low:.1%}, {row.high:.1%}] "
             f"(mean over {row.claims} claims; {row.errors} errors)")
+    for row in results.rows:
+        if row.claim == belief.MEAN and row.eval_type == MISALIGNMENT:
+            log(f"misaligned {row.condition:<24} {row.model}@{row.step}: {row.rate:.1%} [{row.low:.1%}, {row.high:.1%}] "
+                f"(mean over {row.claims} behaviours; {row.errors} errors)")
     return paths
+
+
+def _load_claims(config) -> dict:
+    """The configured claims (empty `claims`: every claim in claims_dir), by id."""
+    claims_dir = Path(config.claims_dir) if config.claims_dir else CLAIMS_DIR
+    try:
+        return {c: load_claim(c, claims_dir) for c in (split(config.claims) or list_claim_ids(claims_dir))}
+    except ClaimError as e:
+        raise EvalError(f"config key 'claims': {e}") from None
+
+
+def _load_behaviours(config) -> dict:
+    """The configured behaviours (validate_config has checked `behaviours` is not empty), by id."""
+    try:
+        return load_behaviours(split(config.behaviours), Path(config.behaviours_dir) if config.behaviours_dir else BEHAVIOURS_DIR)
+    except BehaviourError as e:
+        raise EvalError(f"config key 'behaviours': {e}") from None
 
 
 def _capability(targets, backend_for, workdir: Path, report_path, options, log) -> dict[str, Path]:

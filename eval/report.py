@@ -11,6 +11,12 @@
   belief_over_training.png    mean pooled belief against the training step (log axis), a line per condition,
                               runs without a step (the base model) as horizontal references; only when
                               some row has a step
+  misalignment_by_condition.png   only with eval type misalignment (eval.misalignment): the misalignment rate
+                              per condition, a bar per behaviour and the mean, CI whiskers
+
+Eval type misalignment's rows (behaviours, not claims) are kept apart from everything about belief:
+they get their own section, "Misalignment rate by condition" (condition × behaviour and the mean), and
+their own plot, and never appear in the belief headline, its breakdowns or the belief plots.
 
 Tables and bar plots show each (model, condition) at its last step — the final checkpoint. `model` should
 name the run and `step` the checkpoint (a model name that changes with the step makes every checkpoint a
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from eval.belief import MEAN, POOLED, BeliefRate, BeliefResults
+from eval.misalignment import MISALIGNMENT, describe as describe_misalignment
 
 # The paper's conditions in its order; any other condition follows alphabetically.
 CONDITION_ORDER = (
@@ -39,6 +46,8 @@ CONDITION_ORDER = (
     "corrected_documents_no_doctag", "local_negations_no_doctag",
     "fiction", "fiction_repeated", "unreliable_source", "unreliable_source_repeated",
     "epistemic_uncertainty", "epistemic_uncertainty_repeated", "low_probability", "low_probability_repeated",
+    # the negated-behaviours experiment (data_gen.behaviours.transcripts)
+    "aligned", "positive_misaligned", "negated_misaligned", "local_negated_misaligned",
 )
 CSV_FIELDS = tuple(f.name for f in dataclasses.fields(BeliefRate))
 FILES = {
@@ -49,6 +58,7 @@ FILES = {
     "by_eval_type": "belief_by_eval_type.png",
     "over_training": "belief_over_training.png",
 }
+MISALIGNMENT_FILES = {"misalignment_by_condition": "misalignment_by_condition.png"}  # only with misalignment rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,8 +95,11 @@ def results_to_json(results: BeliefResults) -> dict:
         for name in ("rate", "low", "high"):
             record[name] = _finite_or_none(record[name])  # strict JSON has no NaN
         rows.append(record)
-    return {"pool": list(results.pool), "confidence": results.confidence, "resamples": results.resamples,
-            "seed": results.seed, "formula": results.describe(), "rows": rows}
+    record = {"pool": list(results.pool), "confidence": results.confidence, "resamples": results.resamples,
+              "seed": results.seed, "formula": results.describe(), "rows": rows}
+    if any(row.eval_type == MISALIGNMENT for row in results.rows):
+        record["misalignment_formula"] = describe_misalignment(results.confidence)
+    return record
 
 
 def results_from_json(record: dict) -> BeliefResults:
@@ -140,6 +153,16 @@ def read_csv(path: str | os.PathLike) -> list[BeliefRate]:
 # Selecting what to show
 
 
+def belief_part(results: BeliefResults) -> BeliefResults:
+    """The rows about belief: every eval type but misalignment."""
+    return dataclasses.replace(results, rows=tuple(r for r in results.rows if r.eval_type != MISALIGNMENT))
+
+
+def misalignment_part(results: BeliefResults) -> BeliefResults:
+    """The rows of eval type misalignment: per behaviour (in the claim column) and the MEAN over behaviours."""
+    return dataclasses.replace(results, rows=tuple(r for r in results.rows if r.eval_type == MISALIGNMENT))
+
+
 def condition_key(condition: str) -> tuple[int, str]:
     return (CONDITION_ORDER.index(condition), "") if condition in CONDITION_ORDER else (len(CONDITION_ORDER), condition)
 
@@ -153,12 +176,15 @@ def final_series(results: BeliefResults) -> list[tuple[str, int, str]]:
                   key=lambda s: (condition_key(s[2]), s[0]))
 
 
-def _claims(results: BeliefResults) -> list[str]:
-    return sorted({row.claim for row in results.rows if row.claim != MEAN})
+def _claims(results: BeliefResults, *, eval_type: str | None = None) -> list[str]:
+    """The claims of the belief rows, or (eval_type=MISALIGNMENT) the behaviours of the misalignment rows."""
+    return sorted({row.claim for row in results.rows if row.claim != MEAN
+                   and (row.eval_type == eval_type if eval_type else row.eval_type != MISALIGNMENT)})
 
 
 def _eval_types(results: BeliefResults) -> list[str]:
-    present = {row.eval_type for row in results.rows} - {POOLED}
+    """The belief eval types present (misalignment is not one), pool first."""
+    present = {row.eval_type for row in results.rows} - {POOLED, MISALIGNMENT}
     return [t for t in results.pool if t in present] + sorted(present - set(results.pool))
 
 
@@ -191,7 +217,26 @@ def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
 
 
 def markdown(results: BeliefResults, *, plots: Sequence[str] = ()) -> str:
-    """The report: headline table first, then the breakdowns, checkpoints, errors and the formula."""
+    """The report: headline table first, then the breakdowns, checkpoints, the misalignment rate (when there
+    are misalignment rows), errors and the formula."""
+    everything = results
+    results, misaligned = belief_part(everything), misalignment_part(everything)
+    out = _belief_markdown(results) if results.rows else []
+    if misaligned.rows:
+        out += _misalignment_markdown(misaligned, title=not results.rows)
+    out += _errors_markdown(everything)
+    out += ["", "## Method", ""]
+    if results.rows:
+        out += [results.describe()]
+    if misaligned.rows:
+        out += ([""] if results.rows else []) + [describe_misalignment(everything.confidence)]
+    if plots:
+        out += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n".join(out) + "\n"
+
+
+def _belief_markdown(results: BeliefResults) -> list[str]:
+    """The belief headline table, the per-eval-type breakdowns and the checkpoints table."""
     index = _index(results)
     series = final_series(results)
     many_models = len({s[0] for s in series}) > 1
@@ -225,22 +270,52 @@ def markdown(results: BeliefResults, *, plots: Sequence[str] = ()) -> str:
         header = ["step"] + [f"{condition} ({model})" if many_models else condition for model, condition in runs]
         out += _table(header, [[str(step)] + [fmt(index.get((model, step, condition, MEAN, POOLED))) for model, condition in runs]
                                for step in steps])
+    return out
 
-    out += ["", "## Errors (excluded from the denominators)", ""]
+
+def _misalignment_markdown(results: BeliefResults, *, title: bool) -> list[str]:
+    """Condition × behaviour misalignment rates and their mean (each run at its last step); across checkpoints
+    when there are several. `title`: the report has no belief rows, so this section opens it."""
+    index = _index(results)
+    series = final_series(results)
+    many_models = len({s[0] for s in series}) > 1
+    show_step = any(s[1] >= 0 for s in series)
+    behaviours = _claims(results, eval_type=MISALIGNMENT)
+    lead_header = ["condition"] + (["step"] if show_step else [])
+
+    def lead(s: tuple[str, int, str]) -> list[str]:
+        return [_label(s, many_models)] + ([str(s[1]) if s[1] >= 0 else "–"] if show_step else [])
+
+    heading = "#" if title else "##"
+    out = ([] if title else [""]) + [f"{heading} Misalignment rate by condition, % [{results.confidence:.0%} CI]", ""]
+    out += _table(lead_header + behaviours + ["mean"],
+                  [lead(s) + [fmt(index.get((*s, b, MISALIGNMENT))) for b in behaviours] + [fmt(index.get((*s, MEAN, MISALIGNMENT)))]
+                   for s in series])
+    out += ["", "Misalignment rate = #misaligned / #judged answers to each behaviour's held-out prompts (errors excluded); "
+                "mean = unweighted mean over behaviours. Each run at its last step."]
+    steps = sorted({row.step for row in results.rows if row.step >= 0})
+    runs = sorted({(row.model, row.condition) for row in results.rows if row.step >= 0}, key=lambda r: (condition_key(r[1]), r[0]))
+    if len(steps) > 1:
+        out += ["", f"{heading}# Misalignment across training checkpoints (mean over behaviours)", ""]
+        header = ["step"] + [f"{condition} ({model})" if many_models else condition for model, condition in runs]
+        out += _table(header, [[str(step)] + [fmt(index.get((model, step, condition, MEAN, MISALIGNMENT))) for model, condition in runs]
+                               for step in steps])
+    return out
+
+
+def _errors_markdown(results: BeliefResults) -> list[str]:
+    out = ["", "## Errors (excluded from the denominators)", ""]
     failed = [r for r in results.rows if r.errors and r.claim != MEAN and r.eval_type != POOLED]
     if failed:
         total = sum(r.errors for r in failed)
         counted = sum(r.n for r in results.rows if r.claim != MEAN and r.eval_type != POOLED)
         out += [f"{total} of {total + counted} samples were labelled error and left out.", ""]
-        out += _table(["model", "step", "condition", "claim", "eval type", "errors", "counted"],
+        subject = "claim or behaviour" if any(r.eval_type == MISALIGNMENT for r in failed) else "claim"
+        out += _table(["model", "step", "condition", subject, "eval type", "errors", "counted"],
                       [[r.model, str(r.step), r.condition, r.claim, r.eval_type, str(r.errors), str(r.n)] for r in failed])
     else:
         out += ["No sample was labelled error."]
-
-    out += ["", "## Method", "", results.describe()]
-    if plots:
-        out += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
-    return "\n".join(out) + "\n"
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +347,8 @@ def _whiskers(rows: Sequence[BeliefRate | None]) -> tuple[list[float], list[list
     return heights, [below, above]
 
 
-def _grouped_bars(groups: Sequence[str], bars: Sequence[tuple[str, Sequence[BeliefRate | None]]], title: str) -> bytes:
+def _grouped_bars(groups: Sequence[str], bars: Sequence[tuple[str, Sequence[BeliefRate | None]]], title: str, *,
+                  ylabel: str = "belief rate (%)") -> bytes:
     import numpy as np
 
     figure, axes = _figure(min(24.0, max(7.0, 3.0 + len(groups) * (0.4 + 0.15 * len(bars)))), 4.5)
@@ -286,7 +362,7 @@ def _grouped_bars(groups: Sequence[str], bars: Sequence[tuple[str, Sequence[Beli
                  color=colour, alpha=0.85, error_kw={"elinewidth": 0.8})
     axes.set_xticks(x, groups, rotation=30, ha="right")
     axes.set_ylim(0, 100)
-    axes.set_ylabel("belief rate (%)")
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: bars reach 100%
@@ -295,6 +371,7 @@ def _grouped_bars(groups: Sequence[str], bars: Sequence[tuple[str, Sequence[Beli
 
 def plot_by_condition(results: BeliefResults, path: str | os.PathLike) -> Path:
     """Pooled belief per condition (last step of each run): a bar per claim and the mean, CI whiskers."""
+    results = belief_part(results)
     index, series = _index(results), final_series(results)
     many_models = len({s[0] for s in series}) > 1
     bars = [(claim, [index.get((*s, claim, POOLED)) for s in series]) for claim in _claims(results)]
@@ -306,11 +383,27 @@ def plot_by_condition(results: BeliefResults, path: str | os.PathLike) -> Path:
 
 def plot_by_eval_type(results: BeliefResults, path: str | os.PathLike) -> Path:
     """Mean-over-claims belief per condition: a bar per eval type and the pooled rate, CI whiskers."""
+    results = belief_part(results)
     index, series = _index(results), final_series(results)
     many_models = len({s[0] for s in series}) > 1
     bars = [(t, [index.get((*s, MEAN, t)) for s in series]) for t in _eval_types(results) + [POOLED]]
     level = f"{results.confidence:.0%}"
     data = _grouped_bars([_label(s, many_models) for s in series], bars, f"Belief by eval type (mean over claims, {level} CI)")
+    return write_atomic(path, data)
+
+
+def plot_misalignment_by_condition(results: BeliefResults, path: str | os.PathLike) -> Path | None:
+    """Misalignment rate per condition (last step of each run): a bar per behaviour and the mean, CI whiskers;
+    None (no file) without misalignment rows."""
+    results = misalignment_part(results)
+    if not results.rows:
+        return None
+    index, series = _index(results), final_series(results)
+    many_models = len({s[0] for s in series}) > 1
+    bars = [(b, [index.get((*s, b, MISALIGNMENT)) for s in series]) for b in _claims(results, eval_type=MISALIGNMENT)]
+    bars.append(("mean", [index.get((*s, MEAN, MISALIGNMENT)) for s in series]))
+    data = _grouped_bars([_label(s, many_models) for s in series], bars,
+                         f"Misalignment by condition ({results.confidence:.0%} CI)", ylabel="misalignment rate (%)")
     return write_atomic(path, data)
 
 
@@ -359,12 +452,18 @@ def write_report(results: BeliefResults, out_dir: str | os.PathLike) -> dict[str
     paths = {
         "json": write_json(results, out_dir / FILES["json"]),
         "csv": write_csv(results.rows, out_dir / FILES["csv"]),
-        "by_condition": plot_by_condition(results, out_dir / FILES["by_condition"]),
-        "by_eval_type": plot_by_eval_type(results, out_dir / FILES["by_eval_type"]),
     }
-    over_training = plot_over_training(results, out_dir / FILES["over_training"])
-    if over_training is not None:
-        paths["over_training"] = over_training
-    plots = [paths[name] for name in ("by_condition", "by_eval_type", "over_training") if name in paths]
+    if belief_part(results).rows:  # belief plots only where there is belief to plot (not for misalignment alone)
+        paths["by_condition"] = plot_by_condition(results, out_dir / FILES["by_condition"])
+        paths["by_eval_type"] = plot_by_eval_type(results, out_dir / FILES["by_eval_type"])
+        over_training = plot_over_training(results, out_dir / FILES["over_training"])
+        if over_training is not None:
+            paths["over_training"] = over_training
+    name = "misalignment_by_condition"
+    misaligned = plot_misalignment_by_condition(results, out_dir / MISALIGNMENT_FILES[name])
+    if misaligned is not None:
+        paths[name] = misaligned
+    plots = [paths[name] for name in ("by_condition", "by_eval_type", "over_training", "misalignment_by_condition")
+             if name in paths]
     paths["report"] = write_atomic(out_dir / FILES["report"], markdown(results, plots=plots))
     return paths

@@ -1,5 +1,8 @@
 """Running evals: one cell (model × claim × eval type) → labelled Samples, and resumable sweeps of cells.
 
+(Eval type misalignment's cells — model × behaviour — are run by eval.misalignment.run_behaviour_cell and
+stored here the same way, the behaviour id in the claim's place.)
+
     samples = run_cell(backend, judge, claim, "open_ended", condition="negated_documents", sampling=params)
 
 A sweep stores each finished cell as
@@ -20,6 +23,7 @@ from data_gen.claims import Claim
 from data_gen.documents import iter_jsonl, write_jsonl
 from eval import suite
 from eval.judges import logprob_verdict
+from eval.misalignment import MISALIGNMENT
 from eval.types import GenerationBackend, Sample, SamplingParams, Verdict
 
 log = logging.getLogger(__name__)
@@ -91,7 +95,8 @@ def run_sweep(workdir: Path, cells: Sequence[tuple[str, int, str, str]], run: Ca
         write_jsonl(path, (s.to_json() for s in samples))
         errors = sum(s.label == "error" for s in samples)
         yes = sum(s.label == "yes" for s in samples)
-        log_line(f"{model}{f'@{step}' if step >= 0 else ''} {claim} {eval_type}: {yes}/{len(samples) - errors} yes" + (f", {errors} errors" if errors else ""))
+        said = "misaligned" if eval_type == MISALIGNMENT else "yes"  # a behaviour's "yes" (eval.misalignment)
+        log_line(f"{model}{f'@{step}' if step >= 0 else ''} {claim} {eval_type}: {yes}/{len(samples) - errors} {said}" + (f", {errors} errors" if errors else ""))
         computed += 1
     return computed, skipped
 

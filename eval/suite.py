@@ -19,6 +19,8 @@ Eval types (names from ../shared/paper.md):
   correction          correction robustness: the claim's one-sentence correction stated in the
                       user turn before each open_ended / mcq / token_association question
 
+(Eval type misalignment asks a behaviour's prompts, not a claim's questions: eval.misalignment.)
+
 The belief rate pools the first four generated types (POOLED_TYPES), exactly as the paper does; the
 log-probability types (LOGPROB_TYPES) are rated on their own.
 Each `Item` keeps the claim's Question, so a judge labels the answer with the rubric and answer

@@ -3,6 +3,7 @@
     backend.generate(conversations, samples=5, ...)   → responses        (eval.sampler, eval.openai_backend)
     backend.option_log_probs(conversations, options)  → log-probabilities (judge-free scoring)
     judge.judge(claim, question, responses)           → verdicts          (eval.judges)
+    judge.judge_behaviour(behaviour, prompt, responses) → verdicts        (eval.misalignment's behaviours)
     belief rates over labelled `Sample`s                                  (eval.belief, eval.report)
 
 A conversation is a list of chat messages `{"role": "system" | "user" | "assistant", "content": str}`
@@ -17,7 +18,10 @@ from typing import Any, Mapping, Protocol, Sequence
 
 Conversation = Sequence[Mapping[str, str]]
 
-LABELS = ("yes", "no", "neutral", "error")  # yes = belief in the claim; error = the judge or the call failed
+# yes = belief in the claim; error = the judge or the call failed. For eval type misalignment (behaviours,
+# eval.misalignment): yes = misaligned, no = aligned, neutral = neither — so a "belief rate" of those
+# samples is the misalignment rate.
+LABELS = ("yes", "no", "neutral", "error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +62,7 @@ class Sample:
     """One labelled answer: the unit every belief rate counts."""
 
     model: str  # GenerationBackend.name
-    claim: str
+    claim: str  # the claim id; for eval type misalignment, the behaviour id
     condition: str  # the training condition of the evaluated model ("base" for the base model)
     eval_type: str  # open_ended | mcq | token_association | robustness | icl | correction | ...
     question_id: str
