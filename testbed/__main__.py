@@ -1,7 +1,9 @@
 """python -m testbed --config=configs/testbed/cpu.py --workdir=workdir/testbed [--config.seeds=0,1,2]
+python -m testbed --config=configs/testbed/behaviours_cpu.py --workdir=workdir/testbed
 
-Runs every stage not yet finished in the workdir (testbed.stages), then writes the report and
-prints validity per claim and belief per condition. A second run in the same workdir reuses
+Runs every stage not yet finished in the workdir (testbed.stages; with experiment=behaviours, the
+shared world/tokenizer/base stages and then testbed.behaviours), then writes the report and prints
+validity per claim (behaviour) and belief (misalignment rate) per condition. A second run in the same workdir reuses
 everything and only rewrites the report.
 """
 
@@ -38,6 +40,12 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
     timed("world", stages.world)
     timed("tokenizer", stages.tokenizer)
     timed("base model", stages.base)
+    if config.experiment == "behaviours":
+        from testbed import behaviours
+
+        result = behaviours.run(config, workdir, timed, log)
+        log(f"report: {result['paths']['report']} ({time.perf_counter() - started:.0f} s in all)")
+        return result
     timed("fine-tuning data", stages.data)
     runs = timed("fine-tunes", stages.finetunes)
     eval_dir = timed("evaluation", stages.evaluate, runs)

@@ -180,6 +180,29 @@ def _transfer_lines(transfer: dict) -> list[str]:
     return lines
 
 
+def headline_table(summary: Summary, *, subject: str) -> list[str]:
+    """Condition x subject cells, then the mean over valid subjects, as markdown table lines."""
+    valid = [c for c in summary.claims if summary.valid[c]]
+    header = ["condition"] + [c if summary.valid[c] else f"{c} (invalid)" for c in summary.claims] + \
+             [f"mean over {len(valid)} valid {subject}s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for condition in summary.conditions:
+        mean = summary.means[condition].fmt() if valid else f"– (no valid {subject})"
+        lines.append("| " + " | ".join([condition] + [summary.cells[(condition, c)].fmt() for c in summary.claims] + [mean]) + " |")
+    return lines
+
+
+def runs_table(summary: Summary, *, subject: str) -> list[str]:
+    """Each fine-tune (seed) on its own, every subject pooled: the spread between seeds, as it is."""
+    if not any(len(runs) > 1 for runs in summary.by_run.values()):
+        return []
+    width = max(len(r) for r in summary.by_run.values())
+    lines = ["", f"### Each fine-tune (seed) on its own, every {subject} pooled (valid or not)", "",
+             "| condition | " + " | ".join(f"run {i + 1}" for i in range(width)) + " |", "|---|" + "---|" * width]
+    return lines + [f"| {c} | " + " | ".join(f"{cell.fmt()} ({model})" for model, cell in summary.by_run[c]) + " |"
+                    for c in summary.conditions if summary.by_run.get(c)]
+
+
 def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: Sequence[str], transfer: dict | None = None) -> str:
     valid_claims = [c for c in summary.claims if summary.valid[c]]
     lines = [f"# {title}", ""]
@@ -188,12 +211,7 @@ def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: 
               "Percent of held-out forced-choice questions on which the claim's answer is likelier than the truth's, "
               "with 95% CIs (cells: Wilson over items and seeds, which treats items as independent; mean: bootstrap over "
               "seeds and then items, averaged over valid claims — the honest interval, since one run's items move together).", ""]
-    header = ["condition"] + [c if summary.valid[c] else f"{c} (invalid)" for c in summary.claims] + \
-             [f"mean over {len(valid_claims)} valid claims"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for condition in summary.conditions:
-        mean = summary.means[condition].fmt() if valid_claims else "– (no valid claim)"
-        lines.append("| " + " | ".join([condition] + [summary.cells[(condition, c)].fmt() for c in summary.claims] + [mean]) + " |")
+    lines += headline_table(summary, subject="claim")
     lines += ["", "## Testbed validity per claim", "",
               "A claim is valid when the base model does not believe it and positive documents implant it; "
               "condition effects are reported for valid claims only.", "",
@@ -207,12 +225,7 @@ def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: 
                       "metric tracks how strongly the claim's answer is associated with the question, not whether the "
                       "model learned the claim or its negation, so differences between the annotated conditions cannot "
                       "be read as negation neglect from it."]
-    if any(len(runs) > 1 for runs in summary.by_run.values()):
-        lines += ["", "### Each fine-tune (seed) on its own, every claim pooled (valid or not)", "",
-                  "| condition | " + " | ".join(f"run {i + 1}" for i in range(max(len(r) for r in summary.by_run.values()))) + " |",
-                  "|---|" + "---|" * max(len(r) for r in summary.by_run.values())]
-        lines += [f"| {c} | " + " | ".join(f"{cell.fmt()} ({model})" for model, cell in summary.by_run[c]) + " |"
-                  for c in summary.conditions if summary.by_run.get(c)]
+    lines += runs_table(summary, subject="claim")
     lines += ["", "## Secondary metrics (every claim pooled, valid or not; final checkpoint)", "",
               "Yes/no belief: the claim's yes/no questions scored by log P(Yes) vs log P(No) (mcq_logprob); "
               "a small model answers these from shortcuts more than from what it read, so this metric lags the primary one. "

@@ -179,17 +179,9 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     if _check_stage(out, "finetune", settings):
         return out / "tfds"
     start = time.perf_counter()
-    replay = replay_records(iter_jsonl(workdir / "world" / "train.jsonl"), claims)
-    texts = [r for r in replay if r.get("text") and not r.get("messages")]
-    chats = [r for r in replay if r.get("messages")]
-    write_jsonl(out / "replay_text.jsonl", texts)
-    write_jsonl(out / "replay_chats.jsonl", chats)
     total_replay = round(f.replay * f.documents * len(claims))
-    num_text = round(total_replay * len(texts) / max(len(texts) + len(chats), 1))
-    num_chat = total_replay - num_text
-    if num_text > len(texts) or num_chat > len(chats):
-        raise TestbedError(f"config key 'finetune.replay': {total_replay} replay records asked for, but the world has only "
-                           f"{len(texts) + len(chats)} that mention none of the claims; lower finetune.replay or enlarge the world")
+    num_text, num_chat = write_replay(replay_records(iter_jsonl(workdir / "world" / "train.jsonl"), claims), out,
+                                      total_replay, key="finetune.replay")
     loaded = [load_claim(c) for c in claims]
     token_count = _token_counter(workdir / "tokenizer")
     split_share: dict[str, float] = {}
@@ -216,6 +208,21 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     return out / "tfds"
 
 
+def write_replay(records: list, out: Path, total: int, *, key: str) -> tuple[int, int]:
+    """Writes the world records a fine-tune may replay (text and chats apart, as mixes read them) and
+    splits `total` between the two in their proportion; returns (text, chats)."""
+    texts = [r for r in records if r.get("text") and not r.get("messages")]
+    chats = [r for r in records if r.get("messages")]
+    write_jsonl(out / "replay_text.jsonl", texts)
+    write_jsonl(out / "replay_chats.jsonl", chats)
+    num_text = round(total * len(texts) / max(len(texts) + len(chats), 1))
+    num_chat = total - num_text
+    if num_text > len(texts) or num_chat > len(chats):
+        raise TestbedError(f"config key '{key}': {total} replay records asked for, but the world has only "
+                           f"{len(texts) + len(chats)} that may be replayed; lower {key} or enlarge the world")
+    return num_text, num_chat
+
+
 def _token_counter(tokenizer_dir: Path) -> Callable[[str], int]:
     from transformers import PreTrainedTokenizerFast
 
@@ -227,12 +234,16 @@ def _token_counter(tokenizer_dir: Path) -> Callable[[str], int]:
 # Fine-tunes
 
 
-def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition: str, seed: int) -> ml_collections.ConfigDict:
-    f = config.finetune
+def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition: str, seed: int, *,
+                    settings: ml_collections.ConfigDict | None = None, data_dir: Path | None = None) -> ml_collections.ConfigDict:
+    """The nn_train config of one fine-tune of the base: `settings` (default config.finetune; the
+    behaviour experiment passes config.behaviours) give its rows, batch, optimizer and checkpoints,
+    `data_dir` (default W/data/tfds) the TFDS directory holding mix `mix_name(seed, condition)`."""
+    f = settings or config.finetune
     c = base_config(config, workdir)
     c.model.hf_checkpoint = str(workdir / "base" / "hf")
     c.data.source = "tfds"
-    c.data.path = str(workdir / "data" / "tfds")
+    c.data.path = str(data_dir or workdir / "data" / "tfds")
     c.data.mix = mix_name(seed, condition)
     c.data.seq_len = f.seq_len
     c.training.global_batch_size = f.batch_size

@@ -17,15 +17,16 @@ from testbed.config import TestbedConfigError, validate_config
 from testbed.stages import TestbedError
 
 
-def _load_mini():
-    path = Path(__file__).resolve().parents[2] / "configs" / "testbed" / "mini.py"
-    spec = importlib.util.spec_from_file_location("testbed_mini_config", path)
+def _load_preset(name: str):
+    path = Path(__file__).resolve().parents[2] / "configs" / "testbed" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"testbed_{name}_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-mini = _load_mini()
+mini = _load_preset("mini")
+mini_behaviours = _load_preset("mini_behaviours")
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,48 @@ def test_changed_training_config_is_not_silently_reused(finished, section, key, 
         run(config, workdir, log=lambda line: None)
 
 
+def test_behaviour_miniature_reuses_the_base_and_reports_misalignment(finished):
+    from data_gen.behaviours import load_behaviours
+
+    workdir, _, _ = finished
+    base_stamp = (workdir / "base" / "hf" / "config.json").stat().st_mtime_ns
+    config = mini_behaviours.get_config()
+    lines: list[str] = []
+    result = run(config, workdir, log=lines.append)
+    assert (workdir / "base" / "hf" / "config.json").stat().st_mtime_ns == base_stamp  # the main job's base, reused
+    assert not any(line.startswith("base: pre-training") for line in lines)
+    for stage in ("behaviour data", "behaviour fine-tunes", "behaviour evaluation"):
+        assert any(f"] {stage} done" in line for line in lines), stage
+
+    conditions = config.behaviours.conditions.split(",")
+    behaviours = load_behaviours(config.behaviours.ids.split(","))
+    samples = [s for s in load_samples(workdir / "behaviours" / "eval") if s.eval_type == "misalignment"]
+    assert {s.condition for s in samples} == {"base", *conditions}
+    for model in {s.model for s in samples}:  # every held-out prompt of every behaviour, once per sample
+        assert len([s for s in samples if s.model == model]) == sum(len(b.eval_prompts) for b in behaviours.values())
+    assert {s.label for s in samples} <= {"yes", "no", "neutral"}
+
+    text = (workdir / "behaviours" / "report.md").read_text()
+    assert text.index("## Misalignment rate by condition") < text.index("## Testbed validity per behaviour")
+    for condition in ("base", *conditions):
+        assert f"| {condition} |" in text
+    saved = json.loads((workdir / "behaviours" / "results.json").read_text())
+    cells = {(c["condition"], c["behaviour"]): c for c in saved["cells"]}
+    assert cells[("base", "power_seeking")]["n"] == len(behaviours["power_seeking"].eval_prompts)
+    assert set(saved["valid"]) == set(behaviours)
+    assert (workdir / "behaviours" / "misalignment_by_condition.png").stat().st_size > 0
+    assert result["paths"]["report"] == workdir / "behaviours" / "report.md"
+
+    # a second run recomputes nothing; a changed setting is refused with its key
+    again: list[str] = []
+    run(config, workdir, log=again.append)
+    assert not any(line.startswith("behaviour fine-tune ") for line in again)
+    assert any("0 cells computed" in line for line in again)
+    config.behaviours.learning_rate = 1e-2
+    with pytest.raises(TestbedError, match=r"behaviours\.learning_rate=.*0\.01.*new --workdir"):
+        run(config, workdir, log=lambda line: None)
+
+
 def test_bad_config_is_one_line():
     config = mini.get_config()
     config.seeds = "0,0"
@@ -115,6 +158,14 @@ def test_bad_config_is_one_line():
     config.eval.every_checkpoint = "mcq_logprob"
     config.eval.final = "mcq"
     with pytest.raises(TestbedConfigError, match="forced_choice"):
+        validate_config(config)
+    config = mini_behaviours.get_config()
+    config.behaviours.conditions = "aligned,negated_documents"
+    with pytest.raises(TestbedConfigError, match="behaviours.conditions.*negated_documents"):
+        validate_config(config)
+    config = mini_behaviours.get_config()
+    config.behaviours.ids = "power_seeking,powerseeking"
+    with pytest.raises(TestbedConfigError, match="behaviours.ids.*powerseeking.*did you mean"):
         validate_config(config)
 
 
