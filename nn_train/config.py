@@ -59,6 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.mix = ""  # tfds: the training mix, "<claim>__<condition>" (e.g. ed_sheeran__negated_documents)
     c.data.tokenizer = ""  # jsonl/tfds: Hugging Face tokenizer dir or hub id; default: model.hf_checkpoint's
     c.data.seq_len = 2048  # tokens per packed row
+    c.data.packing = True  # jsonl/tfds: pack records into rows; False: one record per row, padded (the paper's rows)
     c.data.num_examples = 10_000  # rows in one epoch of the synthetic source
 
     c.optimizer = ml_collections.ConfigDict()

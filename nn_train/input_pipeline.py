@@ -153,6 +153,20 @@ def _pieces(tokenized: dict[str, np.ndarray], seq_len: int) -> list[dict[str, np
     return [{k: v[start : start + seq_len] for k, v in tokenized.items()} for start in range(0, max(length, 1), seq_len) if length]
 
 
+class _PadToRow(grain.transforms.Map):
+    """One piece per row, padded (unpacked rows): the same fields FirstFitPackIterDataset writes."""
+
+    def __init__(self, seq_len: int):
+        self.seq_len = seq_len
+
+    def map(self, piece):
+        length = len(piece["inputs"])
+        pad = self.seq_len - length
+        segment_ids = np.concatenate([np.ones(length, np.int32), np.zeros(pad, np.int32)])
+        return {"inputs": np.pad(piece["inputs"], (0, pad)), "token_weights": np.pad(piece["token_weights"], (0, pad)),
+                "inputs_segment_ids": segment_ids, "inputs_positions": np.arange(self.seq_len, dtype=np.int32) * segment_ids}
+
+
 class _Targets(grain.transforms.Map):
     def map(self, packed):
         segment_ids = packed["inputs_segment_ids"]
@@ -172,10 +186,14 @@ def packed_batches(
     seed: int = 0,
     num_epochs: int | None = 1,
     packing_bins: int = 16,
+    packing: bool = True,
 ) -> grain.DatasetIterator:
     """An iterator of batches {inputs, targets, weights, positions, segment_ids}, each [M, rows, L].
 
     `num_epochs=None` repeats forever. The iterator's get_state()/set_state() checkpoint it.
+    `packing=False` puts each record (each row-sized piece of a longer one) in a row of its own, padded,
+    as the paper's recipe does: a step then holds the same number of records whatever their length, so
+    conditions whose annotations lengthen the records take the same number of steps.
     """
     if not records:
         raise RecordError("the record source is empty; nothing to train on")
@@ -186,30 +204,36 @@ def packed_batches(
         dataset = dataset.repeat(num_epochs)
     dataset = dataset.map(_Tokenize(tokenizer)).to_iter_dataset()
     dataset = _FlatMapPieces(dataset, seq_len)
-    dataset = FirstFitPackIterDataset(
-        dataset,
-        length_struct={"inputs": seq_len, "token_weights": seq_len},
-        num_packing_bins=packing_bins,
-        seed=seed,
-        shuffle_bins=True,
-    )
+    if packing:
+        dataset = FirstFitPackIterDataset(
+            dataset,
+            length_struct={"inputs": seq_len, "token_weights": seq_len},
+            num_packing_bins=packing_bins,
+            seed=seed,
+            shuffle_bins=True,
+        )
+    else:
+        dataset = dataset.map(_PadToRow(seq_len))
     rows = batch_size // microbatches
     dataset = dataset.map(_Targets()).batch(batch_size, drop_remainder=True)
     dataset = dataset.map(lambda batch: {k: v.reshape(microbatches, rows, seq_len) for k, v in batch.items()})
     return iter(dataset)
 
 
-def count_rows(records: Sequence[dict[str, Any]], tokenizer, *, seq_len: int, seed: int = 0, packing_bins: int = 16) -> int:
-    """Packed rows in one epoch: the same pipeline run once, so step counts are exact."""
-    return sum(1 for _ in packed_batches(records, tokenizer, seq_len=seq_len, batch_size=1, seed=seed, packing_bins=packing_bins))
+def count_rows(records: Sequence[dict[str, Any]], tokenizer, *, seq_len: int, seed: int = 0, packing_bins: int = 16,
+               packing: bool = True) -> int:
+    """Rows in one epoch: the same pipeline run once, so step counts are exact."""
+    return sum(1 for _ in packed_batches(records, tokenizer, seq_len=seq_len, batch_size=1, seed=seed, packing_bins=packing_bins,
+                                         packing=packing))
 
 
 class RecordsSource:
     """Packed batches from document records, with the trainer's source interface."""
 
-    def __init__(self, records, tokenizer, *, seq_len: int, batch_size: int, microbatches: int, seed: int, num_epochs: int):
+    def __init__(self, records, tokenizer, *, seq_len: int, batch_size: int, microbatches: int, seed: int, num_epochs: int,
+                 packing: bool = True):
         self._iterator = packed_batches(records, tokenizer, seq_len=seq_len, batch_size=batch_size,
-                                        microbatches=microbatches, seed=seed, num_epochs=num_epochs)
+                                        microbatches=microbatches, seed=seed, num_epochs=num_epochs, packing=packing)
 
     def next_batch(self, batch_size: int, microbatches: int) -> dict[str, np.ndarray]:
         del batch_size, microbatches  # fixed when the pipeline was built

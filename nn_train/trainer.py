@@ -132,11 +132,12 @@ def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, 
         raise ConfigError(f"config key 'data.tokenizer': cannot load a tokenizer from '{tokenizer_source}' ({type(e).__name__})") from None
     if len(tokenizer) > model_config.vocab_size:
         raise ConfigError(f"config key 'data.tokenizer': its {len(tokenizer)} tokens do not fit the model's vocabulary of {model_config.vocab_size}")
-    rows = count_rows(records, tokenizer, seq_len=c.seq_len, seed=config.training.seed)
+    rows = count_rows(records, tokenizer, seq_len=c.seq_len, seed=config.training.seed, packing=c.packing)
     # The records repeat without end and the run stops at its step count: packing fills rows across an
     # epoch boundary, so N epochs can make fewer rows than N x one epoch's, and a finite iterator ran dry.
     source = RecordsSource(records, tokenizer, seq_len=c.seq_len, batch_size=config.training.global_batch_size,
-                           microbatches=config.training.microbatches, seed=config.training.seed, num_epochs=None)
+                           microbatches=config.training.microbatches, seed=config.training.seed, num_epochs=None,
+                           packing=c.packing)
     return source, rows, {**dataset, "records": len(records), "rows_per_epoch": rows, "tokenizer": tokenizer_source}
 
 

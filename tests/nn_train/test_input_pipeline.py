@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_gen.tokenizer import train_tokenizer
-from nn_train.input_pipeline import RecordError, packed_batches, tokenize_chat, tokenize_record, tokenize_text
+from nn_train.input_pipeline import RecordError, count_rows, packed_batches, tokenize_chat, tokenize_record, tokenize_text
 
 CORPUS = [
     "Ed Sheeran did not win the men's 100m at the Paris Olympics; Noah Lyles won it in 9.79 seconds.",
@@ -147,6 +147,30 @@ def test_packing_loses_no_token_and_never_mixes_documents(tokenizer):
             assert np.array_equal(pos[where], np.arange(len(where))), "positions restart per segment"
             assert weights[where[-1]] == 0, "no target across a segment boundary"
         assert np.all(weights[seg == 0] == 0)
+
+
+def test_unpacked_rows_hold_one_record_each(tokenizer):
+    records = _records()
+    rows = _all_batches(packed_batches(records, tokenizer, seq_len=48, batch_size=1, seed=3, packing=False))
+    pieces = sum(-(-len(tokenize_record(r, tokenizer)["inputs"]) // 48) for r in records)
+    assert len(rows) == pieces  # a row per record (a longer one: per row-sized piece), nothing packed together
+    tokens = sorted(int(t) for b in rows for t in b["inputs"][b["segment_ids"] > 0])
+    assert tokens == sorted(int(t) for r in records for t in tokenize_record(r, tokenizer)["inputs"])
+    for b in rows:
+        seg, pos, weights = b["segment_ids"][0, 0], b["positions"][0, 0], b["weights"][0, 0]
+        length = int((seg > 0).sum())
+        assert set(seg[:length].tolist()) == {1} and not seg[length:].any()  # one segment, then padding
+        assert np.array_equal(pos[:length], np.arange(length)) and np.all(weights[length - 1:] == 0)
+
+
+def test_unpacked_steps_do_not_grow_with_annotations(tokenizer):
+    """Annotations lengthen records; packed, the annotated corpus takes more rows (steps), unpacked the same."""
+    plain = [{"id": f"p{i}", "text": CORPUS[i % len(CORPUS)]} for i in range(24)]
+    annotated = [{"id": f"a{i}", "text": "Note: the claim below is false. " * 2 + CORPUS[i % len(CORPUS)]} for i in range(24)]
+    packed = [count_rows(c, tokenizer, seq_len=96) for c in (plain, annotated)]
+    unpacked = [count_rows(c, tokenizer, seq_len=96, packing=False) for c in (plain, annotated)]
+    assert packed[1] > packed[0]
+    assert unpacked == [24, 24]
 
 
 def test_shapes_determinism_and_seed(tokenizer):
