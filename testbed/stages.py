@@ -59,6 +59,14 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _defaults(key: str) -> dict[str, Any]:
+    """The default config's settings under `key` (base, finetune, behaviours), flattened; {} for others."""
+    from testbed.config import default_config
+
+    section = default_config().get(key)
+    return _flat(section.to_dict()) if isinstance(section, ml_collections.ConfigDict) else {}
+
+
 def _check_stage(directory: Path, key: str, settings: dict[str, Any], marker: str = "stage.json") -> bool:
     """True when `directory` holds this stage's finished outputs for these settings; raises when it
     holds another config's."""
@@ -66,7 +74,10 @@ def _check_stage(directory: Path, key: str, settings: dict[str, Any], marker: st
     if not path.exists():
         return False
     saved = _flat(json.loads(path.read_text()))
+    defaults = _defaults(key)
     for name, value in _flat(settings).items():
+        if name not in saved and name in defaults and value == defaults[name]:
+            continue  # a setting added after this stage was built, left at its default: what the stage ran with
         if saved.get(name) != value:
             raise TestbedError(
                 f"'{directory}' was built with {key}.{name}={saved.get(name)!r}, but this config has {value!r}; "
@@ -246,6 +257,7 @@ def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition:
     c.data.path = str(data_dir or workdir / "data" / "tfds")
     c.data.mix = mix_name(seed, condition)
     c.data.seq_len = f.seq_len
+    c.data.packing = f.get("packing", True)
     c.training.global_batch_size = f.batch_size
     c.optimizer.learning_rate = f.learning_rate
     c.optimizer.warmup_steps = f.warmup_steps

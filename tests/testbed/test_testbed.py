@@ -221,3 +221,16 @@ def test_a_local_negation_as_high_as_positive_is_flagged(local_yes, cautioned):
     summary = report.summarize(samples, ["a"], base_max=0.10, positive_min=0.70)
     text = report.markdown(summary, title="t", provenance=[], plots=[])
     assert ("**Caution:** local_negations" in text) == cautioned
+
+
+def test_a_setting_added_later_at_its_default_does_not_invalidate_a_stage(tmp_path):
+    from testbed import stages
+
+    settings = mini.get_config().base.to_dict()
+    recorded = json.loads(json.dumps(settings))
+    del recorded["data"]["packing"]  # a stage built before data.packing existed
+    (tmp_path / "stage.json").write_text(json.dumps(recorded))
+    assert stages._check_stage(tmp_path, "base", settings)
+    settings["data"]["packing"] = False  # not what the old stage ran with
+    with pytest.raises(TestbedError, match=r"base\.data\.packing=None, but this config has False"):
+        stages._check_stage(tmp_path, "base", settings)
