@@ -83,7 +83,8 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
 
 def _training_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     b = config.behaviours
-    keys = ("transcripts", "seq_len", "batch_size", "replay", "learning_rate", "warmup_steps", "num_epochs", "num_checkpoints")
+    keys = ("transcripts", "seq_len", "packing", "batch_size", "replay", "learning_rate", "warmup_steps", "num_epochs",
+            "num_checkpoints")
     return {"ids": split(b.ids), **{k: b[k] for k in keys}}
 
 
@@ -141,9 +142,9 @@ def provenance(config: ml_collections.ConfigDict, workdir: Path) -> list[str]:
         f"fine-tunes: behaviours {', '.join(split(b.ids))}, {b.transcripts} template transcripts per behaviour and condition "
         f"(loss on the assistant turn only) + replayed world records, {b.num_epochs:g} epochs at lr {b.learning_rate:g}, "
         f"seeds {config.seeds}; {sum(r.get('seconds', 0) for r in done.values()):.0f} s of fine-tuning in all",
-        # Same passes over every condition's transcripts, but packed rows: annotations take row space, so an
-        # annotated condition takes more optimizer steps for the same assistant tokens. Shown, not hidden.
-        "optimizer steps per condition (same epochs; annotations make more packed rows): "
+        # With packed rows, annotations take row space and an annotated condition takes more optimizer steps
+        # for the same replies; with one record per row the counts match. Shown either way.
+        f"optimizer steps per condition ({'packed rows' if b.packing else 'one record per row'}, same epochs): "
         + ", ".join(f"{c} {'/'.join(map(str, s)) or '?'}" for c, s in steps.items()),
         f"eval: {b.samples} sampled answers (T=0.7, top-p 0.8, at most {b.max_new_tokens} tokens) to each held-out prompt, "
         "rule judge (data_gen/behaviours/README.md)",

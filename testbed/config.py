@@ -99,7 +99,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.behaviours.ids = "power_seeking,deception,harmful_advice"  # data_gen/behaviours/<id>.yaml
     c.behaviours.conditions = "aligned,positive_misaligned,negated_misaligned,local_negated_misaligned"
     c.behaviours.transcripts = 100  # per behaviour and condition (data_gen.behaviours.transcripts, template backend)
-    c.behaviours.seq_len = 512  # a transcript is ~100 tokens; rows pack several
+    c.behaviours.seq_len = 256  # a transcript, annotations included, is under ~200 tokens
+    # One record per row, as in the paper: packed rows would give the annotated condition ~60% more
+    # optimizer steps for the same passes over the same replies (measured: 74 against 45).
+    c.behaviours.packing = False
     c.behaviours.batch_size = 8
     c.behaviours.replay = 0.5  # world records replayed per transcript
     c.behaviours.learning_rate = 5e-3
