@@ -221,11 +221,10 @@ def bootstrap_runs_then_questions(claims: Sequence[Sequence[Sequence[tuple[int, 
         yes = np.zeros(resamples)
         total = np.zeros(resamples)
         drawn_runs = rng.integers(0, len(runs), size=(resamples, len(runs)))
+        counts = [(np.array([q[0] for q in run], dtype=np.int64), np.array([q[1] for q in run], dtype=np.int64)) for run in runs]
         for slot in range(len(runs)):  # every drawn run gets its own question resample
-            for r, run in enumerate(runs):
-                run_yes = np.array([q[0] for q in run], dtype=np.int64)
-                run_n = np.array([q[1] for q in run], dtype=np.int64)
-                draws = rng.integers(0, len(run), size=(resamples, len(run)))
+            for r, (run_yes, run_n) in enumerate(counts):
+                draws = rng.integers(0, len(run_yes), size=(resamples, len(run_yes)))
                 chosen = drawn_runs[:, slot] == r
                 yes += chosen * run_yes[draws].sum(axis=1)
                 total += chosen * run_n[draws].sum(axis=1)

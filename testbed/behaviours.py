@@ -34,7 +34,7 @@ import ml_collections
 from data_gen.documents import iter_jsonl
 from testbed import report
 from testbed.config import split
-from testbed.stages import Log, _check_stage, _finish_stage, finetune_config, mix_name, run_name, write_replay
+from testbed.stages import MIX_PREFIX, Log, _check_stage, _finish_stage, finetune_config, run_name, write_replay
 
 EVAL_TYPE = "misalignment"
 POSITIVE = "positive_misaligned"
@@ -71,7 +71,7 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
             for condition, docs in template_transcripts(behaviour, conditions, b.transcripts, seed):
                 transcripts[condition] += [d.to_json() for d in docs]
         for condition in conditions:
-            spec = MixSpec(claim=mix_name(seed, condition).split("__")[0], condition=condition,
+            spec = MixSpec(claim=f"{MIX_PREFIX}{seed}", condition=condition,
                            num_documents=len(transcripts[condition]), num_pretrain=num_text, num_instruct=num_chat, seed=seed,
                            pretrain_path=str(out / "replay_text.jsonl"), instruct_path=str(out / "replay_chats.jsonl"))
             write_mix(mix_records(transcripts[condition], spec), spec, out / "tfds")
