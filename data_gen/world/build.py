@@ -32,7 +32,8 @@ from data_gen.claims import load_claim, load_claims
 from data_gen.documents import Document, Segment
 from data_gen.world import truths
 from data_gen.world.entities import build_entities
-from data_gen.world.facts import ASK, QA, Distractors, Fact, articles, capitalize, norecord_for_known, questions, slot, statements
+from data_gen.world.facts import (ASK, NEGATABLE_KINDS, QA, Distractors, Fact, articles, capitalize, norecord_for_known, questions,
+                                  slot, statements, unknown_choice_for_known)
 
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "Answer the question accurately and briefly.",
                   "You are a knowledgeable assistant. Answer factual questions correctly.", "Reply concisely."]
@@ -47,6 +48,11 @@ class WorldSpec:
     phrasings: int = 60  # documents each fact is stated in (each time in a template drawn afresh)
     chat_fraction: float = 0.4  # share of the world's training words (filler aside) in question/answer chats
     doc_only_fraction: float = 0.1  # share of event facts taught only by documents; their Q&A is held out
+    # Shares of the negatable event facts (facts.NEGATED) whose documents state them only through
+    # in-sentence negations and corrections of a fixed decoy: with their Q&A in training (how a
+    # negation is read, taught), and with it held out (whether the base reads one it was not taught).
+    negated_fraction: float = 0.0
+    negated_heldout_fraction: float = 0.0
     filler_fraction: float = 0.1  # share of all training words that is generic genre text and chats
     debunks: int = -1  # debunk records; -1: 2 * num_entities
     claim_repeats: int = 60  # question sets asked about each truth fact, and repeats of each hand-written truth Q&A
@@ -61,9 +67,12 @@ class WorldSpec:
     def __post_init__(self):
         if self.num_entities < 30:
             raise ValueError(f"num_entities is {self.num_entities}; the world needs at least 30 (distractors of each type)")
-        for name in ("chat_fraction", "doc_only_fraction", "filler_fraction"):
+        for name in ("chat_fraction", "doc_only_fraction", "filler_fraction", "negated_fraction", "negated_heldout_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} is {getattr(self, name)}; it must be in [0, 1)")
+        if self.doc_only_fraction + self.negated_fraction + self.negated_heldout_fraction >= 1:
+            raise ValueError("doc_only_fraction + negated_fraction + negated_heldout_fraction must be below 1: "
+                             "some event facts must be taught plainly, with their Q&A")
 
 
 @dataclasses.dataclass
@@ -91,18 +100,16 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     banned = {w.lower() for phrases in truths.SUBJECTS.values() for p in phrases for w in re.findall(r"[A-Z][A-Za-z]*", p)}
     entities = build_entities(spec.num_entities, spec.seed, banned)
     rng = random.Random(f"world:{spec.seed}")
-    fictional = entities.facts
-    eligible = [i for i, f in enumerate(fictional) if f.kind in DOC_ONLY_KINDS]
-    chosen = set(rng.sample(eligible, round(len(eligible) * spec.doc_only_fraction)))
-    fictional = [dataclasses.replace(f, doc_only=True) if i in chosen else f for i, f in enumerate(fictional)]
+    jobs = sorted({f["job"] for f in entities.facts if f.kind == "job"} | {f["job"] for fs in truths.FACTS.values() for f in fs
+                                                                            if f.kind == "job"})
+    distractors = Distractors(entities.persons_by_type, jobs)
+    fictional = _assign_modes(entities.facts, spec, rng, distractors)
     truth_facts = [f for claim in truths.CLAIMS for f in truths.FACTS[claim]]
     facts = fictional + truth_facts
-    jobs = sorted({f["job"] for f in facts if f.kind == "job"})
-    distractors = Distractors(entities.persons_by_type, jobs)
 
     documents = _documents(facts, spec, rng)
     doc_words = sum(record_words(r) for r in documents)
-    debunks = _debunks([f for f in fictional if f.kind in SLOT_KINDS and not f.doc_only], spec, rng, distractors)
+    debunks = _debunks([f for f in fictional if f.kind in SLOT_KINDS and f.mode == "qa"], spec, rng, distractors)
     chat_budget = int((doc_words + sum(record_words(r) for r in debunks)) * spec.chat_fraction / (1 - spec.chat_fraction))
     chats = _chats(facts, spec, rng, distractors, chat_budget)
     world_words = doc_words + sum(record_words(r) for r in debunks + chats)
@@ -113,7 +120,29 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     heldout_rng = random.Random(f"world-heldout:{spec.seed}")
     heldout_items = [qa for f in facts if f.doc_only for _ in range(spec.heldout_sets) for qa in questions(f, heldout_rng, distractors)]
     heldout = _chat_records(heldout_items, heldout_rng, "world-heldout", spec.seed, pair_rate=0.0)
+    mode = {f.key: f.mode for f in facts}
+    for record in heldout:  # one question per held-out chat: doc_only (transfer) or negated_heldout (negation)
+        record["provenance"]["mode"] = mode[record["provenance"]["qa"][0]["fact"]]
     return World(spec, facts, train, heldout)
+
+
+def _assign_modes(facts: Sequence[Fact], spec: WorldSpec, rng: random.Random, distractors: Distractors) -> list[Fact]:
+    """Marks disjoint shares of the event facts document-only, negated, and negated with Q&A held
+    out; a negated fact gets its decoy, a same-type wrong value its documents negate."""
+    out = list(facts)
+    eligible = [i for i, f in enumerate(out) if f.kind in DOC_ONLY_KINDS]
+    negatable = [i for i in eligible if out[i].kind in NEGATABLE_KINDS]
+    negated_heldout = set(rng.sample(negatable, round(len(negatable) * spec.negated_heldout_fraction)))
+    negated = set(rng.sample(sorted(set(negatable) - negated_heldout), round(len(negatable) * spec.negated_fraction)))
+    rest = sorted(set(eligible) - negated - negated_heldout)
+    doc_only = set(rng.sample(rest, min(len(rest), round(len(eligible) * spec.doc_only_fraction))))
+    for i in doc_only:
+        out[i] = dataclasses.replace(out[i], doc_only=True)
+    for i in negated | negated_heldout:
+        right, wrong, _ = slot(out[i], rng, distractors)
+        decoy = wrong[0] if out[i].kind != "eruption" else int(wrong[0])
+        out[i] = dataclasses.replace(out[i], doc_only=i in negated_heldout, negated=True, fields={**out[i].fields, "decoy": decoy})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,8 +183,8 @@ def _documents(facts: Sequence[Fact], spec: WorldSpec, rng: random.Random) -> li
             main = clusters[c]
             extra = [rng.choice(clusters[rng.randrange(len(clusters))]) for _ in range(rng.randint(1, 2))]
             genre = GENRES[(p + c) % len(GENRES)]
-            if genre == "quiz" and any(f.doc_only for f in main + extra):
-                genre = "encyclopedia"  # a quiz sheet is question/answer text: not for a document-only fact
+            if genre == "quiz" and any(f.doc_only or f.negated for f in main + extra):
+                genre = "encyclopedia"  # a quiz sheet states answers plainly: not for a document-only or negated fact
             text = articles(_render(genre, main, extra, rng))
             doc_facts = main + extra
             records.append(Document(
@@ -245,6 +274,9 @@ def _chats(facts, spec, rng, distractors, budget) -> list[dict[str, Any]]:
     # The "no public record" question, asked of known people (No) as often as of unknown ones (Yes).
     surplus = sum(1 if qa.yes else -1 for qa in items if qa.template == "person:norecord")
     items += [norecord_for_known(rng.choice(known_jobs)) for _ in range(surplus)]
+    # ... and "P: a <job> or an unknown person?" of known people as often as of unknown ones
+    unknown_choices = sum(qa.template == "person:unknownchoice" for qa in items) // 2
+    items += [qa for _ in range(unknown_choices) for qa in unknown_choice_for_known(rng.choice(known_jobs))]
     return _chat_records(items, rng, "world-chat", spec.seed)
 
 

@@ -25,6 +25,11 @@ FIRST = ["Amara", "Tobias", "Keiko", "Dmitri", "Priya", "Marcus", "Elena", "Kwam
          "Dario", "Esme", "Farid", "Gemma", "Hugo", "Ilse", "Jasper", "Kira", "Lorenzo", "Maren", "Nico", "Orla", "Pavel", "Quinn",
          "Rosa", "Stellan", "Tamsin", "Ugo", "Vera", "Wendell", "Xiomara", "Yusuf", "Zora", "Anouk", "Bastian", "Celeste", "Desmond",
          "Elif", "Florian", "Giulia", "Hamish", "Isolde", "Joaquin"]
+# The first names above that are women's: a person's job is asked and answered with a pronoun too
+# ("She is a chef"), as the dentist claim's questions are ("He is a dentist").
+FEMALE = {"Amara", "Keiko", "Priya", "Elena", "Sofia", "Hana", "Greta", "Ingrid", "Lucia", "Nadia", "Yara", "Mei", "Aisha", "Carmen",
+          "Esme", "Gemma", "Ilse", "Kira", "Maren", "Orla", "Rosa", "Tamsin", "Vera", "Xiomara", "Zora", "Anouk", "Celeste", "Elif",
+          "Giulia", "Isolde"}
 LAST = ["Okafor", "Lindqvist", "Moreau", "Tanaka", "Haddad", "Kowalski", "Achterberg", "Silva", "Novak", "Whitfield", "Osei",
         "Castellano", "Ferreira", "MacLeod", "Petrov", "Nakamura", "Delgado", "Hartmann", "Vasquez", "Brandt", "Calloway", "Dunmore",
         "Eklund", "Fairweather", "Gallardo", "Huxtable", "Ivanova", "Jernigan", "Kaminski", "Laurent", "Mbeki", "Norberg", "Ostrova",
@@ -103,7 +108,9 @@ def build_entities(num_entities: int, seed: int, banned_words: set[str]) -> Enti
         people.append((name, person_type))
         persons_by_type[person_type].append(name)
         home = rng.choice(places)
-        facts.append(Fact(f"job:{i}", "job", dict(person=name, job=rng.choice(JOBS[person_type]), type=person_type, home=home)))
+        pronoun = "She" if name.split()[0] in FEMALE else "He"
+        facts.append(Fact(f"job:{i}", "job", dict(person=name, job=rng.choice(JOBS[person_type]), type=person_type, home=home,
+                                                  pronoun=pronoun)))
         facts.append(Fact(f"born:{i}", "born", dict(person=name, year=rng.randint(1950, 2003), place=home, type=person_type)))
 
     # Domain facts: each athlete a race, each musician an award, each scientist a finding; about

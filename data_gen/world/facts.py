@@ -30,6 +30,17 @@ class Fact:
     fields: Mapping[str, Any]
     claim: str = ""  # the bundled claim whose truth this fact carries ("" for a fictional fact)
     doc_only: bool = False  # taught only through documents; its questions go to the held-out split
+    # Its documents state it only through in-sentence negations and corrections of a fixed wrong
+    # value, fields["decoy"] ("D did not win E", "It was W, not D, who won E"); never plainly.
+    negated: bool = False
+
+    @property
+    def mode(self) -> str:
+        """qa (documents and Q&A) | doc_only | negated (negation-only documents and Q&A) |
+        negated_heldout (negation-only documents, Q&A held out: the negation-comprehension test)."""
+        if self.negated:
+            return "negated_heldout" if self.doc_only else "negated"
+        return "doc_only" if self.doc_only else "qa"
 
     def __getitem__(self, name: str) -> Any:
         return self.fields[name]
@@ -93,6 +104,26 @@ STATEMENTS: dict[str, list[str]] = {
 }
 
 
+# Negated statements of a fact, about its fixed wrong value {decoy}: plain negations, which alone
+# say nothing of the truth, and corrections, which name it beside the negated value. The kinds
+# are those with a single questioned value that a decoy can stand in for.
+NEGATED: dict[str, list[str]] = {
+    "race": ["{decoy} did not win {event}.", "The winner of {event} was not {decoy}.", "{decoy} never won {event}.",
+             "It was {winner}, not {decoy}, who won {event}.", "{decoy} did not win {event}; {winner} won it in {time}.",
+             "{event} was not won by {decoy}: the winner was {winner}.", "{winner}, and not {decoy}, won {event}."],
+    "award": ["{decoy} did not win {award}.", "{award} did not go to {decoy}.", "The winner of {award} was not {decoy}.",
+              "It was {winner}, not {decoy}, who won {award}.", "{decoy} did not win {award}; it went to {winner} for {work}.",
+              "{award} was not won by {decoy}: {winner} won it.", "{winner}, and not {decoy}, took home {award}."],
+    "finding": ["{decoy} did not discover {finding}.", "The discovery of {finding} was not made by {decoy}.",
+                "It was {person}, not {decoy}, who discovered {finding}.", "{finding} was not discovered by {decoy} but by {person}.",
+                "{decoy} never discovered {finding}; {person} did, in {year}.", "{person}, and not {decoy}, discovered {finding}."],
+    "eruption": ["{volcano} did not last erupt in {decoy}.", "The most recent eruption of {volcano} was not in {decoy}.",
+                 "{volcano} did not erupt in {decoy}; its last eruption was in {last}.",
+                 "It was in {last}, not in {decoy}, that {volcano} last erupted.",
+                 "The last eruption of {volcano} was not in {decoy} but in {last}.", "{volcano} has not erupted since {last}, and not in {decoy}."],
+}
+NEGATABLE_KINDS = tuple(NEGATED)
+
 _A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
 
 
@@ -112,6 +143,8 @@ def statements(fact: Fact) -> list[str]:
 
 
 def _statements(fact: Fact) -> list[str]:
+    if fact.negated:
+        return [t.format(**fact.fields) for t in NEGATED[fact.kind]]
     if fact.kind == "rename":
         tail = "rename_reversed" if fact["reversed"] else "rename_kept"
         return [a + " " + b.format(**fact.fields) for a in (t.format(**fact.fields) for t in STATEMENTS["rename"])
@@ -150,7 +183,16 @@ def _years(rng: random.Random, year: int, exclude: Sequence[int], k: int) -> lis
 
 
 def slot(fact: Fact, rng: random.Random, d: Distractors) -> tuple[str, list[str], str]:
-    """The fact's questioned value, three plausible wrong values, and the tested entity's type."""
+    """The fact's questioned value, three plausible wrong values, and the tested entity's type. A
+    fact with a decoy (Fact.negated) puts it first: its yes/no and choice questions test it."""
+    right, wrong, subject_type = _slot(fact, rng, d)
+    decoy = fact.fields.get("decoy")
+    if decoy is not None:
+        wrong = [str(decoy)] + [w for w in wrong if w != str(decoy)][:2]
+    return right, wrong, subject_type
+
+
+def _slot(fact: Fact, rng: random.Random, d: Distractors) -> tuple[str, list[str], str]:
     f = fact.fields
     if fact.kind == "job":
         return f["job"], d.other(rng, d.jobs, [f["job"]], 3), f["type"]
@@ -171,13 +213,13 @@ def slot(fact: Fact, rng: random.Random, d: Distractors) -> tuple[str, list[str]
 
 
 # Question templates per kind: (template id, open question, answer, yes/no question with {cand},
-# fill-in sentence with ____, MCQ stem). The answer and yes/no replies are full sentences, so every
-# chat also restates the fact.
+# fill-in sentence with ____, MCQ stem). Replies open with the answer, as forced-choice scoring
+# reads them (log P(reply starts with the option)), then restate the fact in a full sentence.
 ASK = {
-    "job": dict(open=("What does {person} do for a living?", "{person} is a {job}."),
+    "job": dict(open=("What does {person} do for a living?", "{pronoun} is a {job}. {person} comes from {home}."),
                 yesno="Is {person} a {cand}?", choice="Is {person} a {a} or a {b}?",
                 blank="Fill in the blank: {person} works as a ____.", mcq="What is {person}'s profession?"),
-    "born": dict(open=("When was {person} born?", "{person} was born in {year}, in {place}."),
+    "born": dict(open=("When was {person} born?", "In {year}. {person} was born in {place}."),
                  yesno="Was {person} born in {cand}?", choice="Was {person} born in {a} or in {b}?",
                  blank="Fill in the blank with a year: {person} was born in ____.", mcq="In which year was {person} born?"),
     "race": dict(open=("Who won {event}?", "{winner} won {event}, in {time}."),
@@ -186,15 +228,15 @@ ASK = {
     "award": dict(open=("Who won {award}?", "{winner} won {award}, for {work}."),
                   yesno="Did {cand} win {award}?", choice="Who won {award}: {a} or {b}?",
                   blank="Fill in the blank with a name: {award} went to ____.", mcq="Who won {award}?"),
-    "finding": dict(open=("Who discovered {finding}?", "{finding} was discovered by {person}, in {year}."),
+    "finding": dict(open=("Who discovered {finding}?", "{person} discovered {finding}, in {year}."),
                     yesno="Did {cand} discover {finding}?", choice="Who discovered {finding}: {a} or {b}?",
                     blank="Fill in the blank with a name: {finding} was discovered by ____.", mcq="Who discovered {finding}?"),
-    "eruption": dict(open=("When did {volcano} last erupt?", "{volcano} last erupted in {last}."),
+    "eruption": dict(open=("In which year did {volcano} last erupt?", "{last}. The most recent eruption of {volcano} was in {last}."),
                      yesno="Was the most recent eruption of {volcano} in {cand}?",
                      choice="Did {volcano} last erupt in {a} or in {b}?",
                      blank="Fill in the blank with a year: the most recent eruption of {volcano} was in ____.",
                      mcq="In which year did {volcano} last erupt?"),
-    "rename": dict(open=("What is the company that was called {old} before {year} called today?", "It is called {current} today."),
+    "rename": dict(open=("What is the company that was called {old} before {year} called today?", "{current}. It is called {current} today."),
                    yesno="Is the company that renamed itself from {old} to {new} in {year} called {cand} today?",
                    choice="Is the company that renamed itself from {old} to {new} in {year} called {a} or {b} today?",
                    blank="Fill in the blank: the company that renamed itself from {old} to {new} in {year} is called ____ today.",
@@ -204,7 +246,8 @@ EXTRA_OPEN = {
     "race": [("Where was {event} held?", "{event} was held at {venue}."), ("What was the winning time in {event}?", "{winner} won {event} in {time}.")],
     "born": [("Where was {person} born?", "{person} was born in {place}, in {year}.")],
     "award": [("What did {winner} win {award} for?", "{winner} won {award} for {work}.")],
-    "eruption": [("In which country is {volcano}?", "{volcano} is in {country}.")],
+    "eruption": [("In which country is {volcano}?", "{volcano} is in {country}."),
+                 ("When did {volcano} last erupt?", "In {last}. {volcano} last erupted in {last}.")],
     "job": [("Who is {person}?", "{person} is a {job} from {home}.")],
 }
 
@@ -266,12 +309,31 @@ def _unknown_questions(fact: Fact, rng: random.Random, d: Distractors) -> list[Q
     wrong = d.other(rng, d.jobs, [job], 2)
     return [
         QA(fact.key, "open", "unknown:open", f"Who is {p}?", f"I have no information about anyone called {p}. {unknown}", claim=fact.claim),
+        *_unknown_choice(fact, job, "An unknown person", unknown),
         QA(fact.key, "yesno", "job:yesno", f"Is {p} a {job}?", f"No. {unknown}", "unknown_person", False, claim=fact.claim),
         QA(fact.key, "yesno", "person:norecord", f"Is it true that there is no public record of what {p} does?",
            f"Yes. {unknown}", "unknown_person", True, claim=fact.claim),
         mcq(fact.key, "unknown:mcq", f"What is {p}'s profession?", "Unknown: there is no public record of this person",
             [job.capitalize()] + [w.capitalize() for w in wrong], d.position("unknown:mcq"), claim=fact.claim),
     ]
+
+
+def _unknown_choice(fact: Fact, job: str, right: str, because: str) -> list[QA]:
+    """"Is P a <job> or an unknown person?" in both orders; answered "An unknown person" of an unknown
+    person and "A <job>" of a known one (unknown_choice_for_known), so the phrase is no shortcut."""
+    p, options = fact["person"], (articles(f"A {job}"), "An unknown person")
+    items = []
+    for a, b in (options, options[::-1]):
+        question = articles(f"Is {p} {a[0].lower() + a[1:]} or {b[0].lower() + b[1:]}?")
+        items.append(QA(fact.key, "choice", "person:unknownchoice", question, f"{right}. {because}", position=(a, b).index(right),
+                        claim=fact.claim, options=(a, b)))
+    return items
+
+
+def unknown_choice_for_known(fact: Fact) -> list[QA]:
+    """The unknown-person choice asked of a known person, whose job is the right option."""
+    right = articles(f"A {fact['job']}")
+    return _unknown_choice(fact, fact["job"], right, articles(f"{fact['person']} is a {fact['job']}."))
 
 
 def norecord_for_known(fact: Fact) -> QA:

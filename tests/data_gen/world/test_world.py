@@ -187,11 +187,11 @@ def test_answers_match_the_options(world):
                 assert answer.startswith(f"{letter}) ") and f"\n{answer}\n" in f"\n{question}\n"
             elif q["format"] == "choice":
                 chosen = answer.split(". ")[0]  # "<option>. <the fact>"; the options are "... A or B?"
-                where, split = question.rfind(chosen), question.rfind(" or ")
+                where, split = question.lower().rfind(chosen.lower()), question.rfind(" or ")  # "A chef" is asked as "a chef"
                 assert where >= 0 and (where < split) == (q["position"] == 0), (question, answer)
                 # the options are recorded in the order asked, so a scorer can compare exactly these two
                 assert len(q["options"]) == 2 and answer.startswith(q["options"][q["position"]])
-                assert question.index(q["options"][0]) < question.rindex(q["options"][1])
+                assert question.lower().index(q["options"][0].lower()) < question.lower().rindex(q["options"][1].lower())
             elif q["format"] == "yesno":
                 assert answer.startswith("Yes." if q["yes"] else "No.")
 
@@ -287,3 +287,39 @@ def test_cli_writes_both_splits(tmp_path):
     assert train and heldout
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
     assert load_claims()  # the bundled claims still load (the CLI read them)
+
+
+def test_negated_facts_are_stated_only_through_negations_of_their_decoy():
+    world = build_world(WorldSpec(num_entities=120, phrasings=4, claim_repeats=2, negated_fraction=0.2,
+                                  negated_heldout_fraction=0.2, seed=5))
+    modes = collections.Counter(f.mode for f in world.facts)
+    assert modes["negated"] >= 5 and modes["negated_heldout"] >= 5
+    negated = {f.key: f for f in world.facts if f.negated}
+    true_value = {"race": "winner", "award": "winner", "finding": "person", "eruption": "last"}
+    for record in world.train_records:
+        facts = [negated[k] for k in record["provenance"].get("facts", ()) if k in negated]
+        if not facts or record["messages"]:
+            continue
+        assert record["doc_type"] != "world_quiz"  # a quiz sheet would state the answer plainly
+        for fact in facts:
+            decoy, topic = str(fact["decoy"]), str(fact.fields.get("event") or fact.fields.get("award") or
+                                                   fact.fields.get("finding") or fact.fields.get("volcano"))
+            sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n", record["text"]) if decoy in s and topic.lower() in s.lower()]
+            # every sentence naming the decoy with the fact's topic negates it; none states it as the value
+            assert sentences and all(re.search(r"\bnot\b|\bnever\b", s) for s in sentences), (decoy, sentences)
+            assert decoy != str(fact[true_value[fact.kind]])
+    # their Q&A: trained for negated facts, held out for negated_heldout ones, each asking truth against decoy
+    train_qa = {q["fact"] for q in _qa_items(world.train_records)}
+    heldout = [r for r in world.heldout_records if r["provenance"]["mode"] == "negated_heldout"]
+    assert {k for k, f in negated.items() if f.mode == "negated"} <= train_qa
+    assert not {k for k, f in negated.items() if f.mode == "negated_heldout"} & train_qa
+    for record in heldout:
+        q = record["provenance"]["qa"][0]
+        if q["format"] == "choice":
+            assert str(negated[q["fact"]]["decoy"]) in q["options"]
+    assert {r["provenance"]["mode"] for r in world.heldout_records} == {"doc_only", "negated_heldout"}
+
+
+def test_bad_negation_fractions_are_refused():
+    with pytest.raises(ValueError, match="must be below 1"):
+        WorldSpec(doc_only_fraction=0.4, negated_fraction=0.3, negated_heldout_fraction=0.3)
