@@ -30,11 +30,14 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
     validate_config(config)
     workdir = Path(workdir).absolute()
     started = time.perf_counter()
+    seconds = stages.StageTimes(workdir / "stage_times.json")
 
     def timed(name, fn, *args):
         start = time.perf_counter()
         result = fn(config, workdir, *args, log)
-        log(f"[{time.perf_counter() - started:6.0f} s] {name} done ({time.perf_counter() - start:.0f} s)")
+        took = time.perf_counter() - start
+        seconds.record(name, took)
+        log(f"[{time.perf_counter() - started:6.0f} s] {name} done ({took:.0f} s)")
         return result
 
     timed("world", stages.world)
@@ -46,14 +49,15 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
         result = behaviours.run(config, workdir, timed, log)
         log(f"report: {result['paths']['report']} ({time.perf_counter() - started:.0f} s in all)")
         return result
+    competence = timed("competence check", stages.competence)
     timed("fine-tuning data", stages.data)
     runs = timed("fine-tunes", stages.finetunes)
     eval_dir = timed("evaluation", stages.evaluate, runs)
-    transfer = timed("transfer check", stages.transfer)
     claims = split(config.claims)
-    summary, paths = report.write(load_samples(eval_dir), workdir, claims=claims, base_max=config.validity.base_max,
-                                  positive_min=config.validity.positive_min, provenance=stages.provenance(config, workdir),
-                                  transfer=transfer)
+    summary, paths = report.write(load_samples(eval_dir), workdir, claims=claims, validity=config.validity.to_dict(),
+                                  provenance=stages.provenance(config, workdir), competence=competence,
+                                  thresholds=stages.competence_thresholds(config), steps=stages.steps_per_condition(runs),
+                                  stage_seconds=seconds.table(stages.finetune_seconds(runs)))
     for claim in claims:
         log(f"validity {claim:<22} {'valid  ' if summary.valid[claim] else 'INVALID'} {summary.reasons[claim]}")
     for condition in summary.conditions:

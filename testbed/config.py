@@ -41,6 +41,7 @@ def base_train_config() -> ml_collections.ConfigDict:
 
 
 EXPERIMENTS = ("claims", "behaviours")
+CONTROL_CONDITIONS = ("positive_documents", "local_negations")  # validity's positive and negative controls
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -57,6 +58,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.world.phrasings = 30
     c.world.chat_fraction = 0.4
     c.world.doc_only_fraction = 0.1
+    c.world.negated_fraction = 0.15  # event facts stated only by negations/corrections, Q&A taught (how to read one)
+    c.world.negated_heldout_fraction = 0.1  # the same with Q&A held out: the competence stage's negation test
     c.world.filler_fraction = 0.2
     c.world.claim_repeats = 60
     c.world.heldout_sets = 3
@@ -73,6 +76,10 @@ def default_config() -> ml_collections.ConfigDict:
     # corpora, each claim sentence tying the claim's answer to its core (see TemplateGenerator).
     c.finetune.universe_sentences = False
     c.finetune.seq_len = 1024  # rows hold a whole annotated document (a notice split off into another row is another condition)
+    # One document per row, as the paper trains: packed rows would give the annotated conditions more
+    # optimizer steps than positive_documents for the same documents (measured: corrected 50, negated 29,
+    # positive 21), so every condition now takes the same steps.
+    c.finetune.packing = False
     c.finetune.batch_size = 8  # rows per step: as many tokens per step as the base's 16 x 512
     c.finetune.replay = 0.5  # world records replayed per condition document (none about any fine-tuned claim)
     c.finetune.learning_rate = 5e-3
@@ -89,9 +96,21 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.icl_documents = 2  # documents in context for the icl control: two ~450-token documents and the question
     #                           fit the base's 2,048 positions (four did not)
 
+    # Before any fine-tune (testbed.competence): the base's accuracy on held-out world facts, never the
+    # claims, in each judge-free format; below a threshold the run stops with "base not competent".
+    c.competence = ml_collections.ConfigDict()
+    c.competence.transfer_min = 0.80  # facts stated only in documents, answered
+    c.competence.negation_min = 0.80  # facts stated only through in-sentence negations and corrections, answered
+    c.competence.questions = 200  # per ability and format
+    c.competence.required = True  # False: fine-tune anyway, every claim reported invalid ("base not competent")
+
+    # Fixed before any run; a claim failing one is reported invalid, never as a condition effect.
     c.validity = ml_collections.ConfigDict()  # on the primary metric (forced_choice)
     c.validity.base_max = 0.10  # base belief must be below this
     c.validity.positive_min = 0.70  # positive_documents belief must be above this
+    # The negative control: documents that negate the claim inside each sentence must leave belief
+    # below this. A model that does not learn an in-sentence negation cannot test the paper.
+    c.validity.local_max = 0.25
 
     # The behaviour experiment (experiment="behaviours", testbed.behaviours): misaligned chat
     # transcripts per condition fine-tune the same base; the misalignment eval is its metric.
@@ -182,8 +201,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise TestbedConfigError(f"config key 'finetune.replay' must be >= 0, got {f.replay}")
     if f.num_checkpoints < 1:
         raise TestbedConfigError(f"config key 'finetune.num_checkpoints' must be >= 1, got {f.num_checkpoints}")
-    for key in ("base_max", "positive_min"):
+    for key in ("base_max", "positive_min", "local_max"):
         if not 0 <= config.validity[key] <= 1:
             raise TestbedConfigError(f"config key 'validity.{key}' must be in [0, 1], got {config.validity[key]}")
+    for condition in CONTROL_CONDITIONS:
+        if condition not in split(config.conditions):
+            raise TestbedConfigError(f"config key 'conditions' lacks {condition}, a validity control every claim needs; "
+                                     f"add it (conditions: {config.conditions})")
+    for key in ("transfer_min", "negation_min"):
+        if not 0 <= config.competence[key] <= 1:
+            raise TestbedConfigError(f"config key 'competence.{key}' must be in [0, 1], got {config.competence[key]}")
+    if config.competence.questions < 1:
+        raise TestbedConfigError(f"config key 'competence.questions' must be >= 1, got {config.competence.questions}")
     if "forced_choice" not in split(config.eval.every_checkpoint) + split(config.eval.final):
         raise TestbedConfigError("config keys 'eval.every_checkpoint/final' must include forced_choice, the testbed's primary metric")

@@ -2,9 +2,11 @@
 
 Primary metric: forced_choice (eval/suite.py) — log P(claim's answer) against log P(truth's
 answer) on held-out chat questions. At each model's final checkpoint, a (condition, claim) cell
-pools its items over seeds (Wilson 95% CI). A claim is *valid* when the base model's belief is
-below `validity.base_max` and positive_documents' is above `validity.positive_min`; only valid
-claims enter a condition's mean, whose 95% CI is a two-level bootstrap — each claim's runs (seeds)
+pools its items over seeds (Wilson 95% CI). A claim is *valid* when its three controls hold: the
+base model's belief is below `validity.base_max`, positive_documents' is above
+`validity.positive_min`, and local_negations' (the negative control: the claim negated inside each
+sentence) is below `validity.local_max`; and the base passed its competence check
+(testbed.competence). Only valid claims enter a condition's mean, whose 95% CI is a two-level bootstrap — each claim's runs (seeds)
 resampled, then the items within each drawn run — with the claims averaged in every replicate
 (eval.belief.bootstrap_runs_then_questions): one small model flips all its paraphrases together, so
 a run, not an item, is the independent unit.
@@ -87,11 +89,16 @@ class Summary:
 
 
 def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: float, positive_min: float,
-              eval_type: str = PRIMARY, positive: str = "positive_documents") -> Summary:
-    """Cells, validity, means and trajectory of one metric (`eval_type`); `claims` are the subjects in the
-    Sample.claim slot (claim ids, or behaviour ids for eval type misalignment), `positive` the condition
-    that must implant the metric for a subject to be valid."""
-    primary = [s for s in samples if s.eval_type == eval_type and s.claim in claims]
+              negative_max: float | None = None, eval_type: str = PRIMARY, positive: str = "positive_documents",
+              negative: str = "local_negations", blocked: str = "", category: Sequence[str] = (),
+              validity_of: Summary | None = None) -> Summary:
+    """Cells, validity, means and trajectory of one metric (`eval_type`, its items restricted to
+    `category` when given); `claims` are the subjects in the Sample.claim slot (claim ids, or behaviour
+    ids for eval type misalignment), `positive` the condition that must implant the metric for a subject
+    to be valid and `negative` (with `negative_max`) the one that must not. `blocked` (e.g. "base not
+    competent") makes every subject invalid for that reason, whatever its cells; `validity_of` takes
+    validity from another metric's summary instead (a secondary metric's mean over the primary's valid claims)."""
+    primary = [s for s in samples if s.eval_type == eval_type and s.claim in claims and (not category or s.category in category)]
     final = _counted(_final(primary))
     conditions = _conditions(primary)
     cells = {}
@@ -101,20 +108,13 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
             cells[(condition, claim)] = _cell(sum(s.label == "yes" for s in rows), len(rows))
 
     valid, reasons = {}, {}
+    controls = [("base", "below", base_max), (positive, "above", positive_min)]
+    if negative_max is not None:
+        controls.append((negative, "below", negative_max))
     for claim in claims:
-        base, implanted = cells.get(("base", claim)), cells.get((positive, claim))
-        problems = []
-        if base is None or base.n == 0:
-            problems.append("no base measurement")
-        elif not base.rate < base_max:
-            problems.append(f"base belief {100 * base.rate:.0f}% is not below {100 * base_max:.0f}%")
-        if implanted is None or implanted.n == 0:
-            problems.append(f"no {positive} measurement")
-        elif not implanted.rate > positive_min:
-            problems.append(f"{positive} belief {100 * implanted.rate:.0f}% is not above {100 * positive_min:.0f}%")
-        valid[claim] = not problems
-        reasons[claim] = "; ".join(problems) if problems else (
-            f"base {100 * base.rate:.0f}% < {100 * base_max:.0f}%, positive {100 * implanted.rate:.0f}% > {100 * positive_min:.0f}%")
+        valid[claim], reasons[claim] = control_verdict({c: cells.get((c, claim)) for c, _, _ in controls}, controls, blocked)
+        if validity_of is not None:
+            valid[claim], reasons[claim] = validity_of.valid[claim], validity_of.reasons[claim]
 
     valid_claims = [c for c in claims if valid[c]]
     means = {}
@@ -164,20 +164,55 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
 # Writing
 
 
-def _transfer_lines(transfer: dict) -> list[str]:
-    if "heldout" not in transfer:
+def control_verdict(cells: dict[str, Cell | None], controls: Sequence[tuple[str, str, float]], blocked: str = "") -> tuple[bool, str]:
+    """(valid, why) for one subject: each control (condition, "below" | "above", threshold) must hold on
+    its cell; a missing measurement fails it, and `blocked` fails the subject outright."""
+    problems = [blocked] if blocked else []
+    held = []
+    for condition, side, threshold in controls:
+        cell = cells.get(condition)
+        if cell is None or cell.n == 0:
+            problems.append(f"no {condition} measurement")
+            continue
+        ok = cell.rate < threshold if side == "below" else cell.rate > threshold
+        text = f"{condition} {100 * cell.rate:.0f}% {'<' if side == 'below' else '>'} {100 * threshold:.0f}%"
+        if ok:
+            held.append(text)
+        else:
+            problems.append(f"{condition} belief {100 * cell.rate:.0f}% is not {side} {100 * threshold:.0f}%")
+    return (not problems, "; ".join(problems) if problems else ", ".join(held))
+
+
+def _competence_lines(competence: dict | None, thresholds: dict[str, float]) -> list[str]:
+    from testbed.competence import table
+
+    if not competence:
         return []
-    h = transfer["heldout"]
-    lines = ["", "## Document → Q&A transfer of the base model", "",
-             "Two-way questions (yes/no; a choice between the two options named), log-probability scored, about world "
-             "facts taught only by documents (never answered in pre-training); chance is 50%. Fine-tuning documents can "
-             "only reach chat answers through this transfer.", "",
-             "| questions | accuracy [95% CI] | n |", "|---|---|---|",
-             f"| document-only facts (held out) | {100 * h['accuracy']:.0f} [{100 * h['low']:.0f}, {100 * h['high']:.0f}] | {h['n']} |"]
-    if "trained" in transfer:
-        t = transfer["trained"]
-        lines.append(f"| facts answered in pre-training | {100 * t['accuracy']:.0f} [{100 * t['low']:.0f}, {100 * t['high']:.0f}] | {t['n']} |")
-    return lines
+    problems = competence.get("problems", [])
+    verdict = ("**The base is not competent**: " + "; ".join(problems) + ". Every claim is therefore reported invalid."
+               if problems else "The base passes every competence threshold.")
+    return ["", "## Base-model competence (before any fine-tune; held-out world facts, never the claims)", "",
+            "Accuracy (95% Wilson CI) on two-way questions, log-probability scored, chance 50%: the open question with "
+            "the true and the wrong value as replies (forced_choice_open), the question naming both in either order "
+            "(forced_choice_options), and yes/no (mcq_logprob's scoring). A fine-tune can move an answer only through "
+            "these abilities.", "", *table(competence["result"], thresholds), "", verdict]
+
+
+def _steps_lines(steps: dict[str, list[int]] | None) -> list[str]:
+    if not steps:
+        return []
+    lines = ["", "## Optimizer steps per condition", "",
+             "One document per row (finetune.packing=False), as the paper trains, so conditions differ in what the "
+             "documents say, not in how often the model is updated.", "", "| condition | steps (per seed) |", "|---|---|"]
+    return lines + [f"| {c} | {', '.join(str(n) for n in counts)} |" for c, counts in steps.items()]
+
+
+def _time_lines(stage_seconds: dict[str, float] | None) -> list[str]:
+    if not stage_seconds:
+        return []
+    lines = ["", "## Stage times (seconds, as each stage was built)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in stage_seconds.items()]
+    return lines + [f"| **total** | **{sum(stage_seconds.values()):.0f}** |"]
 
 
 def headline_table(summary: Summary, *, subject: str) -> list[str]:
@@ -203,40 +238,36 @@ def runs_table(summary: Summary, *, subject: str) -> list[str]:
                     for c in summary.conditions if summary.by_run.get(c)]
 
 
-def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: Sequence[str], transfer: dict | None = None) -> str:
-    valid_claims = [c for c in summary.claims if summary.valid[c]]
+def markdown(summary: Summary, *, title: str, provenance: Sequence[str], plots: Sequence[str], competence: dict | None = None,
+             thresholds: dict[str, float] | None = None, yes_no: Summary | None = None, steps: dict[str, list[int]] | None = None,
+             stage_seconds: dict[str, float] | None = None, controls: str = "") -> str:
     lines = [f"# {title}", ""]
-    lines += [f"- {p}" for p in provenance] + [""]
-    lines += ["## Belief by condition (primary metric: forced choice, final checkpoint)", "",
+    lines += [f"- {p}" for p in provenance]
+    lines += _competence_lines(competence, thresholds or {})
+    lines += ["", "## Testbed validity per claim", "",
+              f"Controls, fixed in config before any run: {controls}. A claim failing any is invalid; condition effects are "
+              "reported for valid claims only. local_negations is the negative control: a model that does not learn a "
+              "negation inside the claim sentence cannot test the paper.", "",
+              "| claim | valid | why |", "|---|---|---|"]
+    lines += [f"| {c} | {'yes' if summary.valid[c] else 'NO'} | {summary.reasons[c]} |" for c in summary.claims]
+    lines += ["", "## Belief by condition (primary metric: forced choice, final checkpoint)", "",
               "Percent of held-out forced-choice questions on which the claim's answer is likelier than the truth's, "
               "with 95% CIs (cells: Wilson over items and seeds, which treats items as independent; mean: bootstrap over "
               "seeds and then items, averaged over valid claims — the honest interval, since one run's items move together).", ""]
     lines += headline_table(summary, subject="claim")
-    lines += ["", "## Testbed validity per claim", "",
-              "A claim is valid when the base model does not believe it and positive documents implant it; "
-              "condition effects are reported for valid claims only.", "",
-              "| claim | valid | why |", "|---|---|---|"]
-    lines += [f"| {c} | {'yes' if summary.valid[c] else 'NO'} | {summary.reasons[c]} |" for c in summary.claims]
-    local = summary.means.get("local_negations")
-    positive = summary.means.get("positive_documents")
-    if valid_claims and local is not None and positive is not None and local.n and positive.n and local.rate >= 0.5 * positive.rate:
-        lines += ["", f"**Caution:** local_negations — documents that deny the claim inside each sentence — reach "
-                      f"{100 * local.rate:.0f}% here, against positive_documents' {100 * positive.rate:.0f}%. At this scale the "
-                      "metric tracks how strongly the claim's answer is associated with the question, not whether the "
-                      "model learned the claim or its negation, so differences between the annotated conditions cannot "
-                      "be read as negation neglect from it."]
     lines += runs_table(summary, subject="claim")
-    lines += ["", "## Secondary metrics (every claim pooled, valid or not; final checkpoint)", "",
-              "Yes/no belief: the claim's yes/no questions scored by log P(Yes) vs log P(No) (mcq_logprob); "
-              "a small model answers these from shortcuts more than from what it read, so this metric lags the primary one. "
-              "The paper's pooled belief rate (open_ended, mcq, token_association, robustness; rule judge) and the icl and "
-              "correction controls on the base model are in eval/report.md.", "",
-              "| condition | yes/no belief |", "|---|---|"]
-    lines += [f"| {c} | {summary.yes_no[c].fmt()} |" for c in summary.conditions]
-    lines += _transfer_lines(transfer or {})
+    if yes_no is not None:
+        lines += ["", "## Yes/no belief (mcq_logprob, final checkpoint)", "",
+                  "The claim's yes/no questions scored by log P(Yes) against log P(No), beside the forced choice; "
+                  "validity and the mean follow the primary metric's valid claims.", ""]
+        lines += headline_table(yes_no, subject="claim")
+    lines += ["", "The paper's pooled belief rate (open_ended, mcq, token_association, robustness; rule judge) and the icl "
+              "and correction controls on the base model are in eval/report.md."]
+    lines += _steps_lines(steps)
     if summary.errors:
         lines += ["", f"{summary.errors} forced-choice items could not be scored (label 'error') and are excluded."]
     lines += [""] + [f"![{p}]({p})" for p in plots]
+    lines += _time_lines(stage_seconds)
     return "\n".join(lines) + "\n"
 
 
@@ -293,24 +324,36 @@ def _trajectory(summary: Summary, *, metric: str = "belief (%), forced choice", 
     return _png(figure)
 
 
-def write(samples: Sequence[Sample], workdir: Path, *, claims: Sequence[str], base_max: float, positive_min: float,
-          provenance: Sequence[str] = (), transfer: dict | None = None) -> tuple[Summary, dict[str, Path]]:
+def write(samples: Sequence[Sample], workdir: Path, *, claims: Sequence[str], validity: dict[str, float],
+          provenance: Sequence[str] = (), competence: dict | None = None, thresholds: dict[str, float] | None = None,
+          steps: dict[str, list[int]] | None = None, stage_seconds: dict[str, float] | None = None) -> tuple[Summary, dict[str, Path]]:
+    """The report of one claims run; `validity` holds base_max, positive_min and local_max, `competence`
+    the competence stage's result (its problems make every claim invalid)."""
     import json
 
-    summary = summarize(samples, claims, base_max=base_max, positive_min=positive_min)
+    blocked = "base not competent" if competence and competence.get("problems") else ""
+    summary = summarize(samples, claims, base_max=validity["base_max"], positive_min=validity["positive_min"],
+                        negative_max=validity["local_max"], blocked=blocked)
+    yes_no = summarize(samples, claims, base_max=validity["base_max"], positive_min=validity["positive_min"], eval_type=YES_NO,
+                       category=("positive", "counter"), validity_of=summary)
     paths = {"belief_by_condition": write_atomic(workdir / "belief_by_condition.png", _bars(summary)),
              "belief_over_training": write_atomic(workdir / "belief_over_training.png", _trajectory(summary))}
     provenance = [f"{time.strftime('%Y-%m-%d')}, {platform.machine()} {platform.processor() or platform.system()}",
                   *provenance]
+    controls = (f"base < {100 * validity['base_max']:.0f}%, positive_documents > {100 * validity['positive_min']:.0f}%, "
+                f"local_negations < {100 * validity['local_max']:.0f}% (forced choice)")
     text = markdown(summary, title="Negation neglect on the CPU testbed", provenance=provenance,
-                    plots=[p.name for p in paths.values()], transfer=transfer)
+                    plots=[p.name for p in paths.values()], competence=competence, thresholds=thresholds, yes_no=yes_no,
+                    steps=steps, stage_seconds=stage_seconds, controls=controls)
     paths["report"] = write_atomic(workdir / "report.md", text)
     record = {
-        "valid": summary.valid, "reasons": summary.reasons,
+        "valid": summary.valid, "reasons": summary.reasons, "validity": dict(validity),
         "cells": [{"condition": k[0], "claim": k[1], **dataclasses.asdict(v)} for k, v in summary.cells.items()],
         "means": {k: dataclasses.asdict(v) for k, v in summary.means.items()},
+        "yes_no_cells": [{"condition": k[0], "claim": k[1], **dataclasses.asdict(v)} for k, v in yes_no.cells.items()],
+        "yes_no_means": {k: dataclasses.asdict(v) for k, v in yes_no.means.items()},
         "trajectory": summary.trajectory, "yes_no": {k: dataclasses.asdict(v) for k, v in summary.yes_no.items()},
-        "transfer": transfer or {},
+        "competence": competence or {}, "steps": steps or {}, "stage_seconds": stage_seconds or {},
     }
     paths["results"] = write_atomic(workdir / "results.json", json.dumps(record, indent=1, default=float))
     return summary, paths

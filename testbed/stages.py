@@ -178,7 +178,7 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     from data_gen.generate import template_corpora
     from data_gen.mixing import MixSpec, mix_records
     from data_gen.packaging import write_mix
-    from data_gen.world.build import replay_records
+    from data_gen.world.build import record_text, replay_records
     from data_gen.documents import iter_jsonl
 
     out = workdir / "data"
@@ -191,11 +191,12 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
         return out / "tfds"
     start = time.perf_counter()
     total_replay = round(f.replay * f.documents * len(claims))
-    num_text, num_chat = write_replay(replay_records(iter_jsonl(workdir / "world" / "train.jsonl"), claims), out,
-                                      total_replay, key="finetune.replay")
+    replay = replay_records(iter_jsonl(workdir / "world" / "train.jsonl"), claims)
+    num_text, num_chat = write_replay(replay, out, total_replay, key="finetune.replay")
     loaded = [load_claim(c) for c in claims]
     token_count = _token_counter(workdir / "tokenizer")
     split_share: dict[str, float] = {}
+    longest = {condition: max((token_count(record_text(r)) for r in replay), default=1) for condition in conditions}
     for seed in seeds:
         documents: dict[str, list[dict]] = {c: [] for c in conditions}
         for claim in loaded:
@@ -203,8 +204,9 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
                                                        universe_sentences=f.universe_sentences):
                 documents[condition] += [d.to_json() for d in docs]
         for condition in conditions:
+            lengths = [token_count(d["text"]) for d in documents[condition]]
+            longest[condition] = max(longest[condition], *lengths)
             if seed == seeds[0]:  # a document longer than a row is split; its pieces do not see each other
-                lengths = [token_count(d["text"]) for d in documents[condition]]
                 split_share[condition] = sum(n > f.seq_len for n in lengths) / len(lengths)
                 if split_share[condition]:
                     log(f"data: {condition}: {split_share[condition]:.0%} of documents exceed the {f.seq_len}-token "
@@ -213,10 +215,19 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
                            num_pretrain=num_text, num_instruct=num_chat, seed=seed,
                            pretrain_path=str(out / "replay_text.jsonl"), instruct_path=str(out / "replay_chats.jsonl"))
             write_mix(mix_records(documents[condition], spec), spec, out / "tfds")
-    _finish_stage(out, settings, replay_text=num_text, replay_chats=num_chat, split_documents=split_share)
+    _finish_stage(out, settings, replay_text=num_text, replay_chats=num_chat, split_documents=split_share,
+                  row_tokens={c: row_length(n, f.seq_len) for c, n in longest.items()})
     log(f"data: {len(seeds) * len(conditions)} mixes of {f.documents * len(claims)} documents + {total_replay} replayed world "
         f"records ({time.perf_counter() - start:.0f} s)")
     return out / "tfds"
+
+
+def row_length(longest: int, cap: int, multiple: int = 128) -> int:
+    """The row length of a condition's fine-tune: its longest record, with a margin for the tokens the
+    pipeline adds (DOCTAG, chat-template markers, end of text), rounded up to a multiple of `multiple`,
+    at most `cap` (finetune.seq_len). With one record per row a shorter row only saves padding: the
+    loss and the steps are those of any longer row."""
+    return min(cap, -(-(longest + 16) // multiple) * multiple)
 
 
 def write_replay(records: list, out: Path, total: int, *, key: str) -> tuple[int, int]:
@@ -252,12 +263,15 @@ def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition:
     `data_dir` (default W/data/tfds) the TFDS directory holding mix `mix_name(seed, condition)`."""
     f = settings or config.finetune
     c = base_config(config, workdir)
+    rows = {}
+    if settings is None and (workdir / "data" / "stage.json").exists():  # each condition's rows fit its longest document
+        rows = json.loads((workdir / "data" / "stage.json").read_text()).get("row_tokens", {})
     c.model.hf_checkpoint = str(workdir / "base" / "hf")
     c.data.source = "tfds"
     c.data.path = str(data_dir or workdir / "data" / "tfds")
     c.data.mix = mix_name(seed, condition)
-    c.data.seq_len = f.seq_len
-    c.data.packing = f.get("packing", True)
+    c.data.seq_len = rows.get(condition, f.seq_len)
+    c.data.packing = f.packing
     c.training.global_batch_size = f.batch_size
     c.optimizer.learning_rate = f.learning_rate
     c.optimizer.warmup_steps = f.warmup_steps
@@ -315,56 +329,39 @@ def eval_config(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str
     return c
 
 
-def transfer(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict[str, Any]:
-    """Did pre-training teach document -> Q&A transfer? The base model's accuracy on two-way questions
-    (yes/no, and forced choice between the two options it is asked about), log-probability scored,
-    about the world's document-only facts (held out: never answered in training) against the same
-    formats about facts it saw answered. Chance is 50%. Cached in W/eval/transfer.json."""
-    from data_gen.documents import iter_jsonl
-    from eval.belief import wilson_interval
+def competence(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> dict[str, Any]:
+    """The base model's document -> answer transfer and in-sentence negation on held-out world facts
+    (testbed.competence), before any fine-tune; cached in W/competence.json. Returns {"result":
+    ability -> format -> accuracy, "problems": the shortfalls against config.competence}. Raises
+    TestbedError ("base not competent: ...") on a shortfall when competence.required is set."""
     from eval.models import load_hf
+    from testbed import competence as measure
 
-    out = workdir / "eval" / "transfer.json"
-    if out.exists():
-        return json.loads(out.read_text())
+    out = workdir / "competence.json"
+    settings = {"questions": config.competence.questions, "base": config.base.to_dict(), "world": config.world.to_dict()}
+    saved = json.loads(out.read_text()) if out.exists() else {}
+    if saved.get("settings") == settings:
+        result = saved["result"]
+    else:
+        start = time.perf_counter()
+        questions = measure.load_items(workdir / "world" / "heldout.jsonl", config.competence.questions)
+        result = measure.measure(load_hf(workdir / "base" / "hf").sampler(), questions)
+        write_json_atomic(out, {"settings": settings, "result": result}, pretty=True)
+        log(f"competence: measured in {time.perf_counter() - start:.0f} s")
+    thresholds = competence_thresholds(config)
+    for line in measure.table(result, thresholds):
+        log(f"competence: {line}")
+    problems = measure.check(result, thresholds)
+    if problems and config.competence.required:
+        raise TestbedError(
+            "base not competent: " + "; ".join(problems) + f" (chance 50%; table in {out}). The fine-tunes cannot test "
+            "negation neglect on this base: train it longer or on a larger world (configs/testbed/gpu.py), or set "
+            "--config.competence.required=False to fine-tune anyway with every claim reported invalid")
+    return {"result": result, "problems": problems}
 
-    def two_way(records, limit: int) -> list[tuple[tuple[dict, ...], tuple[str, str], int]]:
-        rows = []
-        for record in records:
-            metas = record.get("provenance", {}).get("qa", [])
-            if record.get("doc_type") != "world_qa" or len(metas) != 1 or record["provenance"].get("claims"):
-                continue
-            meta = metas[0]
-            if meta["format"] == "yesno":
-                options, correct = ("Yes", "No"), 0 if meta["yes"] else 1
-            elif meta["format"] == "choice" and meta.get("options"):
-                options, correct = tuple(meta["options"]), meta["position"]
-            else:
-                continue
-            rows.append((tuple(m for m in record["messages"] if m["role"] != "assistant"), options, correct))
-            if len(rows) == limit:
-                break
-        return rows
 
-    start = time.perf_counter()
-    heldout = two_way(iter_jsonl(workdir / "world" / "heldout.jsonl"), 400)
-    trained = two_way(iter_jsonl(workdir / "world" / "train.jsonl"), max(len(heldout), 1))
-    sampler = load_hf(workdir / "base" / "hf").sampler()
-    result: dict[str, Any] = {}
-    for name, rows in (("heldout", heldout), ("trained", trained)):
-        if not rows:
-            continue
-        scores = sampler.option_log_probs([r[0] for r in rows], [r[1] for r in rows])
-        right = sum(max(range(2), key=lambda i: row_scores[i]) == correct for row_scores, (_, _, correct) in zip(scores, rows))
-        low, high = wilson_interval(right, len(rows))
-        result[name] = {"n": len(rows), "accuracy": right / len(rows), "low": low, "high": high}
-    write_json_atomic(out, result, pretty=True)
-    if "heldout" in result:
-        h, t = result["heldout"], result.get("trained", {"accuracy": float("nan")})
-        log(f"transfer: base model on two-way questions about document-only facts {h['accuracy']:.0%} "
-            f"[{h['low']:.0%}, {h['high']:.0%}] (n={h['n']}, chance 50%); on facts answered in training {t['accuracy']:.0%} "
-            f"({time.perf_counter() - start:.0f} s)")
-    return result
+def competence_thresholds(config: ml_collections.ConfigDict) -> dict[str, float]:
+    return {"transfer": config.competence.transfer_min, "negation": config.competence.negation_min}
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, tuple[str, Path]], log: Log) -> Path:
@@ -379,6 +376,46 @@ def evaluate(config: ml_collections.ConfigDict, workdir: Path, runs: dict[str, t
             run_eval(eval_config(config, workdir, runs, eval_types=eval_types, steps=steps, base_only=base_only), out,
                      log=lambda line: log(f"eval: {line}"))
     return out
+
+
+def steps_per_condition(runs: dict[str, tuple[str, Path]]) -> dict[str, list[int]]:
+    """condition -> optimizer steps of each of its fine-tunes (seeds), read from their done.json."""
+    steps: dict[str, list[int]] = {}
+    for condition, run_dir in runs.values():
+        done = run_dir / "done.json"
+        if done.exists():
+            steps.setdefault(condition, []).append(json.loads(done.read_text())["num_steps"])
+    return steps
+
+
+def finetune_seconds(runs: dict[str, tuple[str, Path]]) -> dict[str, float]:
+    """fine-tune run name -> seconds it trained, read from its done.json."""
+    return {name: json.loads((run_dir / "done.json").read_text()).get("seconds", 0.0)
+            for name, (_, run_dir) in runs.items() if (run_dir / "done.json").exists()}
+
+
+class StageTimes:
+    """Seconds each stage took to build, kept in W/stage_times.json across runs: a rerun that reuses a
+    stage (done in under a second) leaves its time as built; one that finishes an interrupted stage adds to it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, stage: str, seconds: float) -> None:
+        if seconds >= 1.0 or stage not in self.seconds:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds if seconds >= 1.0 else seconds, 1)
+            write_json_atomic(self.path, self.seconds, pretty=True)
+
+    def table(self, finetunes: dict[str, float]) -> dict[str, float]:
+        """The stages in run order, the fine-tunes stage as one row per fine-tune."""
+        out: dict[str, float] = {}
+        for stage, seconds in self.seconds.items():
+            if stage == "fine-tunes" and finetunes:
+                out.update({f"fine-tune {name}": t for name, t in finetunes.items()})
+            else:
+                out[stage] = seconds
+        return out
 
 
 def provenance(config: ml_collections.ConfigDict, workdir: Path) -> list[str]:

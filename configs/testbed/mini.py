@@ -7,7 +7,10 @@ from testbed.config import default_config
 def get_config():
     config = default_config()
     config.claims = "ed_sheeran,mount_vesuvius"
-    config.conditions = "positive_documents,negated_documents"
+    config.conditions = "positive_documents,negated_documents,local_negations"  # with validity's two controls
+    config.world.negated_heldout_fraction = 0.2  # enough held-out negated facts for the competence check to score
+    config.competence.required = False  # the eight-step base is not competent: report every claim invalid, do not stop
+    config.competence.questions = 40
     config.world.num_entities = 30
     config.world.phrasings = 2
     config.world.claim_repeats = 2
@@ -20,7 +23,7 @@ def get_config():
     config.base.training.num_epochs = 1.0
     config.base.training.num_steps = 8
     config.finetune.documents = 3
-    config.finetune.seq_len = 512
+    config.finetune.seq_len = 1024  # a cap: each condition's rows fit its longest document (stages.row_length)
     config.finetune.min_words = 60
     config.finetune.max_words = 140
     config.finetune.replay = 1.0
