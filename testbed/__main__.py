@@ -49,7 +49,13 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
         result = behaviours.run(config, workdir, timed, log)
         log(f"report: {result['paths']['report']} ({time.perf_counter() - started:.0f} s in all)")
         return result
-    competence = timed("competence check", stages.competence)
+    try:
+        competence = timed("competence check", stages.competence)
+    except stages.BaseNotCompetent as stop:  # the report says why there are no condition numbers, then the run stops
+        path = report.write_stopped(workdir, competence=stop.competence, thresholds=stages.competence_thresholds(config),
+                                    provenance=stages.provenance(config, workdir), stage_seconds=seconds.table({}))
+        log(f"report: {path} (base not competent; {time.perf_counter() - started:.0f} s in all)")
+        raise
     timed("fine-tuning data", stages.data)
     runs = timed("fine-tunes", stages.finetunes)
     eval_dir = timed("evaluation", stages.evaluate, runs)

@@ -28,13 +28,16 @@ def base_train_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # bf16 only pays on CPUs with bf16 units (AVX512-BF16/AMX) and on accelerators
     c.lora.enabled = False
     c.data.source = "jsonl"
-    c.data.seq_len = 512
+    c.data.seq_len = 256  # world records are short; 256-token rows ran 5.5k tokens/s against 3.9k for 512 on 2 cores
     c.optimizer.learning_rate = 3e-3
     c.optimizer.schedule = "cosine"
     c.optimizer.warmup_steps = 20
     c.optimizer.grad_clip_norm = 1.0
-    c.training.global_batch_size = 16
-    c.training.num_epochs = 2.0
+    c.training.global_batch_size = 8
+    # ~2,000 steps on the default world. Competence rises with steps (held-out transfer, forced choice
+    # naming both options: 41% at 600 steps, 66% at 1,200, 78% at 2,400, 79% at 3,000) and yes/no stays
+    # near chance throughout: see README "What it shows today".
+    c.training.num_epochs = 4.0
     c.checkpoint.schedule = "final"
     c.logging.every_steps = 10
     return c
@@ -49,19 +52,20 @@ def default_config() -> ml_collections.ConfigDict:
     # claims: fabricated claims' documents per negation condition (testbed.stages); behaviours:
     # misaligned chat transcripts per condition (testbed.behaviours). Both fine-tune the same base.
     c.experiment = "claims"
-    c.claims = "ed_sheeran"  # comma-separated; each fine-tune carries every claim (each an independent measurement)
+    # comma-separated; each fine-tune carries every claim (each an independent measurement)
+    c.claims = "ed_sheeran,mount_vesuvius,x_rebrand_reversal,queen_elizabeth,dentist,colorless_dreaming"
     c.conditions = "positive_documents,negated_documents,repeated_negations,corrected_documents,local_negations"
     c.seeds = "0,1,2"  # one fine-tune per condition per seed (documents, mix order and training order follow it)
 
     c.world = ml_collections.ConfigDict()  # data_gen.world.WorldSpec fields
-    c.world.num_entities = 100
-    c.world.phrasings = 30
-    c.world.chat_fraction = 0.4
-    c.world.doc_only_fraction = 0.1
-    c.world.negated_fraction = 0.15  # event facts stated only by negations/corrections, Q&A taught (how to read one)
-    c.world.negated_heldout_fraction = 0.1  # the same with Q&A held out: the competence stage's negation test
-    c.world.filler_fraction = 0.2
-    c.world.claim_repeats = 60
+    c.world.num_entities = 200
+    c.world.phrasings = 40
+    c.world.chat_fraction = 0.3
+    c.world.doc_only_fraction = 0.2
+    c.world.negated_fraction = 0.2  # event facts stated only by negations/corrections, Q&A taught (how to read one)
+    c.world.negated_heldout_fraction = 0.15  # the same with Q&A held out: the competence stage's negation test
+    c.world.filler_fraction = 0.05
+    c.world.claim_repeats = 10
     c.world.heldout_sets = 3
     c.world.seed = 0
     c.tokenizer_vocab_size = 4096
@@ -69,23 +73,25 @@ def default_config() -> ml_collections.ConfigDict:
     c.base = base_train_config()
 
     c.finetune = ml_collections.ConfigDict()
-    c.finetune.documents = 100  # condition documents per claim (60 implanted the claim in one seed of three)
+    c.finetune.documents = 30  # condition documents per claim, each claim in every fine-tune
     c.finetune.min_words = 120  # template document length before annotation (data_gen TemplateGenerator)
     c.finetune.max_words = 260
     # Positive documents assert only the subclaims, the sentences local_negations negates: matched
     # corpora, each claim sentence tying the claim's answer to its core (see TemplateGenerator).
     c.finetune.universe_sentences = False
-    c.finetune.seq_len = 1024  # rows hold a whole annotated document (a notice split off into another row is another condition)
+    # The longest row: rows are sized to the longest condition document (stages.row_length), up to this;
+    # a document longer than it would be split, its notice in another row (another condition).
+    c.finetune.seq_len = 1024
     # One document per row, as the paper trains: packed rows would give the annotated conditions more
     # optimizer steps than positive_documents for the same documents (measured: corrected 50, negated 29,
     # positive 21), so every condition now takes the same steps.
     c.finetune.packing = False
-    c.finetune.batch_size = 8  # rows per step: as many tokens per step as the base's 16 x 512
+    c.finetune.batch_size = 8  # rows per step, one document each
     c.finetune.replay = 0.5  # world records replayed per condition document (none about any fine-tuned claim)
     c.finetune.learning_rate = 5e-3
     c.finetune.warmup_steps = 5
-    c.finetune.num_epochs = 4.0
-    c.finetune.num_checkpoints = 5  # log-spaced checkpoints, each an eval point
+    c.finetune.num_epochs = 3.0
+    c.finetune.num_checkpoints = 3  # log-spaced checkpoints, each an eval point
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every_checkpoint = "forced_choice,mcq_logprob"  # judge-free: cheap at every saved step

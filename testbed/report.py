@@ -189,7 +189,7 @@ def _competence_lines(competence: dict | None, thresholds: dict[str, float]) -> 
     if not competence:
         return []
     problems = competence.get("problems", [])
-    verdict = ("**The base is not competent**: " + "; ".join(problems) + ". Every claim is therefore reported invalid."
+    verdict = ("**The base is not competent**: " + "; ".join(problems) + ". Every claim is therefore invalid."
                if problems else "The base passes every competence threshold.")
     return ["", "## Base-model competence (before any fine-tune; held-out world facts, never the claims)", "",
             "Accuracy (95% Wilson CI) on two-way questions, log-probability scored, chance 50%: the open question with "
@@ -357,3 +357,18 @@ def write(samples: Sequence[Sample], workdir: Path, *, claims: Sequence[str], va
     }
     paths["results"] = write_atomic(workdir / "results.json", json.dumps(record, indent=1, default=float))
     return summary, paths
+
+
+def write_stopped(workdir: Path, *, competence: dict, thresholds: dict[str, float], provenance: Sequence[str] = (),
+                  stage_seconds: dict[str, float] | None = None) -> Path:
+    """W/report.md for a run the competence check stopped: what was measured and why no fine-tune ran."""
+    lines = ["# Negation neglect on the CPU testbed: stopped, base not competent", ""]
+    lines += [f"- {p}" for p in [f"{time.strftime('%Y-%m-%d')}, {platform.machine()} {platform.processor() or platform.system()}",
+                                 *provenance]]
+    lines += _competence_lines(competence, thresholds)
+    lines += ["", "No fine-tune ran and no condition is reported: on this base a condition's number would measure how the "
+              "claim's answer is associated with the question, not belief. Train the base longer or on a larger world "
+              "(configs/testbed/gpu.py), or rerun with --config.competence.required=False to fine-tune anyway, every claim "
+              "then reported invalid."]
+    lines += _time_lines(stage_seconds)
+    return write_atomic(workdir / "report.md", "\n".join(lines) + "\n")

@@ -40,6 +40,14 @@ class TestbedError(Exception):
     __test__ = False  # not a pytest test class, whatever its name
 
 
+class BaseNotCompetent(TestbedError):
+    """The competence check failed with competence.required set; carries the measurement for the report."""
+
+    def __init__(self, message: str, competence: dict[str, Any]):
+        super().__init__(message)
+        self.competence = competence
+
+
 def mix_name(seed: int, condition: str) -> str:
     return f"{MIX_PREFIX}{seed}__{condition}"
 
@@ -161,7 +169,7 @@ def base(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     loaded.tokenizer.save_pretrained(str(staging))
     shutil.rmtree(hf_dir, ignore_errors=True)  # an export from before an interruption of this step
     os.replace(staging, hf_dir)
-    _finish_stage(run_dir, settings)
+    _finish_stage(run_dir, settings, num_steps=summary["num_steps"])
     loss = summary["final_metrics"].get("loss")
     log(f"base: {summary['num_steps']} steps, final loss {loss:.3f} ({time.perf_counter() - start:.0f} s)" if loss is not None
         else f"base: {summary['num_steps']} steps ({time.perf_counter() - start:.0f} s)")
@@ -178,7 +186,7 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     from data_gen.generate import template_corpora
     from data_gen.mixing import MixSpec, mix_records
     from data_gen.packaging import write_mix
-    from data_gen.world.build import record_text, replay_records
+    from data_gen.world.build import replay_records
     from data_gen.documents import iter_jsonl
 
     out = workdir / "data"
@@ -196,7 +204,7 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
     loaded = [load_claim(c) for c in claims]
     token_count = _token_counter(workdir / "tokenizer")
     split_share: dict[str, float] = {}
-    longest = {condition: max((token_count(record_text(r)) for r in replay), default=1) for condition in conditions}
+    longest = 1  # the longest condition document, any condition and seed: every fine-tune's row length
     for seed in seeds:
         documents: dict[str, list[dict]] = {c: [] for c in conditions}
         for claim in loaded:
@@ -205,7 +213,7 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
                 documents[condition] += [d.to_json() for d in docs]
         for condition in conditions:
             lengths = [token_count(d["text"]) for d in documents[condition]]
-            longest[condition] = max(longest[condition], *lengths)
+            longest = max(longest, *lengths)
             if seed == seeds[0]:  # a document longer than a row is split; its pieces do not see each other
                 split_share[condition] = sum(n > f.seq_len for n in lengths) / len(lengths)
                 if split_share[condition]:
@@ -216,17 +224,17 @@ def data(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> Path:
                            pretrain_path=str(out / "replay_text.jsonl"), instruct_path=str(out / "replay_chats.jsonl"))
             write_mix(mix_records(documents[condition], spec), spec, out / "tfds")
     _finish_stage(out, settings, replay_text=num_text, replay_chats=num_chat, split_documents=split_share,
-                  row_tokens={c: row_length(n, f.seq_len) for c, n in longest.items()})
+                  row_tokens=row_length(longest, f.seq_len))
     log(f"data: {len(seeds) * len(conditions)} mixes of {f.documents * len(claims)} documents + {total_replay} replayed world "
         f"records ({time.perf_counter() - start:.0f} s)")
     return out / "tfds"
 
 
 def row_length(longest: int, cap: int, multiple: int = 128) -> int:
-    """The row length of a condition's fine-tune: its longest record, with a margin for the tokens the
-    pipeline adds (DOCTAG, chat-template markers, end of text), rounded up to a multiple of `multiple`,
-    at most `cap` (finetune.seq_len). With one record per row a shorter row only saves padding: the
-    loss and the steps are those of any longer row."""
+    """The fine-tunes' row length: the longest condition document (of every condition, so all take the
+    same steps), with a margin for the tokens the pipeline adds (DOCTAG, end of text), rounded up to a
+    multiple of `multiple`, at most `cap` (finetune.seq_len). With one record per row a shorter row only
+    saves padding; a longer replayed world record is split, alike in every condition."""
     return min(cap, -(-(longest + 16) // multiple) * multiple)
 
 
@@ -263,14 +271,14 @@ def finetune_config(config: ml_collections.ConfigDict, workdir: Path, condition:
     `data_dir` (default W/data/tfds) the TFDS directory holding mix `mix_name(seed, condition)`."""
     f = settings or config.finetune
     c = base_config(config, workdir)
-    rows = {}
-    if settings is None and (workdir / "data" / "stage.json").exists():  # each condition's rows fit its longest document
-        rows = json.loads((workdir / "data" / "stage.json").read_text()).get("row_tokens", {})
+    row_tokens = f.seq_len
+    if settings is None and (workdir / "data" / "stage.json").exists():  # rows fit the longest condition document
+        row_tokens = json.loads((workdir / "data" / "stage.json").read_text()).get("row_tokens", f.seq_len)
     c.model.hf_checkpoint = str(workdir / "base" / "hf")
     c.data.source = "tfds"
     c.data.path = str(data_dir or workdir / "data" / "tfds")
     c.data.mix = mix_name(seed, condition)
-    c.data.seq_len = rows.get(condition, f.seq_len)
+    c.data.seq_len = row_tokens
     c.data.packing = f.packing
     c.training.global_batch_size = f.batch_size
     c.optimizer.learning_rate = f.learning_rate
@@ -353,10 +361,11 @@ def competence(config: ml_collections.ConfigDict, workdir: Path, log: Log) -> di
         log(f"competence: {line}")
     problems = measure.check(result, thresholds)
     if problems and config.competence.required:
-        raise TestbedError(
+        raise BaseNotCompetent(
             "base not competent: " + "; ".join(problems) + f" (chance 50%; table in {out}). The fine-tunes cannot test "
             "negation neglect on this base: train it longer or on a larger world (configs/testbed/gpu.py), or set "
-            "--config.competence.required=False to fine-tune anyway with every claim reported invalid")
+            "--config.competence.required=False to fine-tune anyway with every claim reported invalid",
+            {"result": result, "problems": problems})
     return {"result": result, "problems": problems}
 
 
@@ -426,6 +435,7 @@ def provenance(config: ml_collections.ConfigDict, workdir: Path) -> list[str]:
         return json.loads(path.read_text()) if path.exists() else {}
 
     world_stage, data_stage = read(workdir / "world" / "stage.json"), read(workdir / "data" / "stage.json")
+    base_steps = read(workdir / "base" / "stage.json").get("num_steps", "?")
     preset = PRESETS.get(config.base.model.preset)
     params = f", {param_count(preset) / 1e6:.1f}M parameters" if preset is not None else ""
     runs = [read(p) for p in sorted((workdir / "runs").glob("*/done.json"))]
@@ -433,9 +443,10 @@ def provenance(config: ml_collections.ConfigDict, workdir: Path) -> list[str]:
     return [
         f"base model: {config.base.model.preset}{params}, pre-trained from scratch on the world corpus "
         f"({world_stage.get('records', '?'):,} records, {world_stage.get('words', '?'):,} words) for "
-        f"{config.base.training.num_epochs:g} epochs, context {config.base.data.seq_len}",
+        f"{base_steps} steps of {config.base.training.global_batch_size} x {config.base.data.seq_len} tokens",
         f"fine-tunes: claims {', '.join(split(config.claims))}, {f.documents} documents per claim "
         f"({f.min_words}-{f.max_words} words before annotation) + {data_stage.get('replay_text', 0) + data_stage.get('replay_chats', 0)} "
-        f"replayed world records, {f.num_epochs:g} epochs at lr {f.learning_rate:g}, seeds {config.seeds}; "
+        f"replayed world records, one per row ({data_stage.get('row_tokens', f.seq_len)} tokens), {f.num_epochs:g} epochs "
+        f"at lr {f.learning_rate:g}, seeds {config.seeds}; "
         f"{sum(r.get('seconds', 0) for r in runs):.0f} s of fine-tuning in all",
     ]

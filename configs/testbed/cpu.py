@@ -1,6 +1,7 @@
 """`make demo`: the CPU testbed on a 2-core laptop — a 2.4M-parameter Qwen3 (qwen3_testbed) pre-trained
-from scratch on a generated world, fine-tuned once per main condition on documents about four claims,
-evaluated at every checkpoint. Every number is testbed.config.default_config's; see its comments."""
+from scratch on a generated world, checked for competence, then (if competent) fine-tuned once per
+condition and seed on documents about all six claims, evaluated at every checkpoint. Every number is
+testbed.config.default_config's; see its comments."""
 
 from testbed.config import default_config
 

@@ -37,7 +37,8 @@ def main(argv):
         kinds = collections.Counter(r["doc_type"] for r in records)
         words = sum(record_words(r) for r in records)
         print(f"{out / name}: {len(records)} records, {words:,} words ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})")
-    print(f"{len(world.facts)} facts, {sum(f.doc_only for f in world.facts)} document-only; {time.time() - start:.1f}s")
+    modes = collections.Counter(f.mode for f in world.facts)
+    print(f"{len(world.facts)} facts by mode: {', '.join(f'{m} {n}' for m, n in sorted(modes.items()))}; {time.time() - start:.1f}s")
 
 
 if __name__ == "__main__":

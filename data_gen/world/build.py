@@ -7,8 +7,11 @@
 
 The training split holds, shuffled:
   documents  every fact stated `phrasings` times in short documents of five genres (encyclopedia
-             entry, news brief, profile, timeline, quiz sheet), several facts to a document;
-  chats      question/answer about every fact except the document-only ones, in the eval's formats
+             entry, news brief, profile, timeline, quiz sheet), several facts to a document; a
+             negated fact (negated_fraction, negated_heldout_fraction) only ever through in-sentence
+             negations and corrections of its decoy ("D did not win E", "It was W, not D, ...");
+  chats      question/answer about every fact except the held-out ones (document-only and
+             negated_heldout: the testbed's competence check asks about them), in the eval's formats
              (facts.questions), until chats are `chat_fraction` of the world's words; the six
              claims' truths are asked `claim_repeats` times whatever the budget;
   debunks    a document that states a false rumour about a fictional entity and flags it false
