@@ -34,10 +34,11 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
 
     def timed(name, fn, *args):
         start = time.perf_counter()
-        result = fn(config, workdir, *args, log)
-        took = time.perf_counter() - start
-        seconds.record(name, took)
-        log(f"[{time.perf_counter() - started:6.0f} s] {name} done ({took:.0f} s)")
+        try:
+            result = fn(config, workdir, *args, log)
+        finally:  # a stage that stops the run (the competence check) still has its time in the report
+            seconds.record(name, time.perf_counter() - start)
+        log(f"[{time.perf_counter() - started:6.0f} s] {name} done ({time.perf_counter() - start:.0f} s)")
         return result
 
     timed("world", stages.world)

@@ -94,6 +94,7 @@ def test_an_incompetent_base_stops_the_run_before_reporting(finished):
     text = (workdir / "report.md").read_text()  # rewritten: the competence table and why, no condition numbers
     assert (workdir / "report.md").stat().st_mtime_ns != report_stamp
     assert "stopped, base not competent" in text and "## Base-model competence" in text and "## Belief by condition" not in text
+    assert "| competence check |" in text
 
 
 def test_rerun_reuses_every_finished_stage(finished):
