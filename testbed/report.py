@@ -112,9 +112,10 @@ def summarize(samples: Sequence[Sample], claims: Sequence[str], *, base_max: flo
     if negative_max is not None:
         controls.append((negative, "below", negative_max))
     for claim in claims:
-        valid[claim], reasons[claim] = control_verdict({c: cells.get((c, claim)) for c, _, _ in controls}, controls, blocked)
         if validity_of is not None:
             valid[claim], reasons[claim] = validity_of.valid[claim], validity_of.reasons[claim]
+        else:
+            valid[claim], reasons[claim] = control_verdict({c: cells.get((c, claim)) for c, _, _ in controls}, controls, blocked)
 
     valid_claims = [c for c in claims if valid[c]]
     means = {}

@@ -412,9 +412,10 @@ class StageTimes:
         self.seconds: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
     def record(self, stage: str, seconds: float) -> None:
-        if seconds >= 1.0 or stage not in self.seconds:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds if seconds >= 1.0 else seconds, 1)
-            write_json_atomic(self.path, self.seconds, pretty=True)
+        if seconds < 1.0 and stage in self.seconds:
+            return  # reused: keep the time it took to build
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 1)
+        write_json_atomic(self.path, self.seconds, pretty=True)
 
     def table(self, finetunes: dict[str, float]) -> dict[str, float]:
         """The stages in run order, the fine-tunes stage as one row per fine-tune."""
