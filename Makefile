@@ -46,6 +46,7 @@ test-slow: $(VENV)/.dev-installed
 BENCH_TRAIN_ARGS ?= --preset=qwen3_small --seq_len=256 --batch=8
 bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.models.benchmark --preset=qwen3_small --batch=8 --seq_len=256
+	$(PY) -m nn_train.models.attention_benchmark --preset=qwen3_8b --lengths=2048,4096,8192,16384 --time_length=1024
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS)
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8

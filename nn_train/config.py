@@ -22,7 +22,7 @@ import ml_collections
 
 from data_gen.strict_config import check_keys
 from nn_train.models import PRESETS
-from nn_train.models.config import DTYPES, REMAT_POLICIES
+from nn_train.models.config import ATTENTION_BACKENDS, DTYPES, REMAT_POLICIES
 from nn_train.models.lora import DEFAULT_TARGETS
 
 DATA_SOURCES = ("synthetic", "jsonl", "tfds")
@@ -43,6 +43,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.param_dtype = "float32"  # storage dtype of parameters (and LoRA adapters)
     c.model.dtype = "bfloat16"  # compute dtype of matmuls and activations
     c.model.remat = "none"  # none | full | save_dots: activation rematerialisation per block
+    # auto | dense | blockwise (nn_train.models.attention): auto takes blockwise, whose memory is
+    # linear in the row length, once queries and keys both exceed one block
+    c.model.attention = "auto"
+    c.model.attention_block_size = 512
 
     c.lora = ml_collections.ConfigDict()
     c.lora.enabled = True  # False: full fine-tuning of every parameter
@@ -113,6 +117,7 @@ _RANGES = {
     "optimizer.eps": (0, None, False),
     "optimizer.weight_decay": (0, None, True),
     "optimizer.grad_clip_norm": (0, None, True),
+    "model.attention_block_size": (1, None, True),
     "training.global_batch_size": (1, None, True),
     "training.microbatches": (1, None, True),
     "training.num_epochs": (0, None, False),
@@ -125,6 +130,7 @@ _CHOICES = {
     "model.param_dtype": tuple(DTYPES),
     "model.dtype": tuple(DTYPES),
     "model.remat": REMAT_POLICIES,
+    "model.attention": ATTENTION_BACKENDS,
     "data.source": DATA_SOURCES,
     "optimizer.schedule": LR_SCHEDULES,
     "checkpoint.schedule": CHECKPOINT_SCHEDULES,

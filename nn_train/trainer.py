@@ -83,7 +83,8 @@ def build_mesh(config: ml_collections.ConfigDict) -> Mesh:
 
 def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
     """The base model (a preset, randomly initialised, or a Hugging Face checkpoint) with LoRA attached, sharded."""
-    overrides = dict(param_dtype=config.model.param_dtype, dtype=config.model.dtype, remat=config.model.remat)
+    overrides = dict(param_dtype=config.model.param_dtype, dtype=config.model.dtype, remat=config.model.remat,
+                     attention=config.model.attention, attention_block_size=config.model.attention_block_size)
     if config.model.hf_checkpoint:
         try:
             model = load_hf_model(config.model.hf_checkpoint, mesh=mesh, **overrides)

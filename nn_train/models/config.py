@@ -22,6 +22,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 #   full        recompute the whole block (least memory)
 #   save_dots   keep matmul outputs, recompute the cheap element-wise work
 REMAT_POLICIES = ("none", "full", "save_dots")
+# Attention kernels (nn_train.models.attention): auto | dense | blockwise
+ATTENTION_BACKENDS = ("auto", "dense", "blockwise")
 FAMILIES = ("qwen3", "llama3")
 
 
@@ -54,6 +56,8 @@ class ModelConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype of matmuls and activations
     remat: str = "none"
+    attention: str = "auto"  # the attention kernel (nn_train.models.attention.BACKENDS)
+    attention_block_size: int = 512  # key block of the blockwise kernel: its memory grows as T * this
     # Hugging Face special tokens, carried through export.
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -74,6 +78,10 @@ class ModelConfig:
                 problems.append(f"{name} '{getattr(self, name)}' is not one of {', '.join(DTYPES)}")
         if self.remat not in REMAT_POLICIES:
             problems.append(f"remat '{self.remat}' is not one of {', '.join(REMAT_POLICIES)}")
+        if self.attention not in ATTENTION_BACKENDS:
+            problems.append(f"attention '{self.attention}' is not one of {', '.join(ATTENTION_BACKENDS)}")
+        if self.attention_block_size <= 0:
+            problems.append(f"attention_block_size must be positive, got {self.attention_block_size}")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 

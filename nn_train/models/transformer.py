@@ -14,6 +14,9 @@ a segment boundary.
 Every parameter carries logical axis names (Variable metadata `logical_axes`) and the model
 constrains key activations with logical names; nn_train.sharding maps both onto the mesh.
 
+Attention runs through nn_train.models.attention (config.attention: dense, or blockwise with memory
+linear in the row length), training and the KV cache alike.
+
 Incremental decoding (eval.sampler) runs the same modules with a `KVCache`:
 
     cache = KVCache.init(config, batch=B, max_len=S, start=pad)        # pad [B]: left padding per row
@@ -36,6 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from nn_train.models.attention import Mask, attend
 from nn_train.models.config import ModelConfig
 from nn_train.sharding import shard_activation
 
@@ -142,34 +146,6 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.A
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
-def attention_mask(segment_ids: jax.Array) -> jax.Array:
-    """[B, T, S] True where query t may attend key s: causal and within the same segment."""
-    length = segment_ids.shape[1]
-    causal = jnp.tril(jnp.ones((length, length), dtype=bool))
-    same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
-    return causal[None] & same_segment
-
-
-def grouped_query_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask_bts: jax.Array) -> jax.Array:
-    """Softmax attention where each kv head serves G = N // K query heads; logits in float32.
-
-    The G query heads of a kv head are folded into the query-time axis, so both products are
-    plain batched matmuls over (B, K) — the layout XLA runs fastest on every backend.
-    """
-    b, t, n, h = q_btnh.shape
-    s, k = k_bskh.shape[1], k_bskh.shape[2]
-    g = n // k
-    q_bkqh = q_btnh.reshape(b, t, k, g, h).transpose(0, 2, 3, 1, 4).reshape(b, k, g * t, h)  # q = (g, t)
-    k_bksh = k_bskh.transpose(0, 2, 1, 3)
-    v_bksh = v_bskh.transpose(0, 2, 1, 3)
-    logits_bkqs = jnp.einsum("bkqh,bksh->bkqs", q_bkqh, k_bksh, preferred_element_type=jnp.float32) * (h**-0.5)
-    mask_b1qs = jnp.broadcast_to(mask_bts[:, None, None], (b, 1, g, t, s)).reshape(b, 1, g * t, s)
-    logits_bkqs = jnp.where(mask_b1qs, logits_bkqs, jnp.finfo(jnp.float32).min)
-    probs_bkqs = jax.nn.softmax(logits_bkqs, axis=-1).astype(v_bksh.dtype)
-    out_bkqh = jnp.einsum("bkqs,bksh->bkqh", probs_bkqs, v_bksh)
-    return out_bkqh.reshape(b, k, g, t, h).transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
-
-
 class Attention(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         d, n, k, h = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim
@@ -199,22 +175,26 @@ class Attention(nnx.Module):
         out_btnh = shard_activation(out_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         return self.o_proj(out_btnh)
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    def _attend(self, q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask: Mask) -> jax.Array:
+        cfg = self.config
+        return attend(q_btnh, k_bskh, v_bskh, mask, backend=cfg.attention, block_size=cfg.attention_block_size)
+
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> jax.Array:
         q_btnh, k_bskh, v_bskh = self._qkv(x, positions, inv_freq)
-        return self._out(grouped_query_attention(q_btnh, k_bskh, v_bskh, mask))
+        return self._out(self._attend(q_btnh, k_bskh, v_bskh, mask))
 
     def extend(
-        self, x: jax.Array, positions: jax.Array, mask_bts: jax.Array, inv_freq: jax.Array,
+        self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array,
         cache_k: jax.Array, cache_v: jax.Array, index: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Writes this chunk's keys/values at cache slots [index, index + T) and attends over the
-        whole cache [B, S, K, H] under `mask_bts` [B, T, S]; returns (output, cache_k, cache_v)."""
+        whole cache [B, S, K, H] under `mask` (Mask.cache); returns (output, cache_k, cache_v)."""
         q_btnh, k_btkh, v_btkh = self._qkv(x, positions, inv_freq)
         cache_k = jax.lax.dynamic_update_slice(cache_k, k_btkh.astype(cache_k.dtype), (0, index, 0, 0))
         cache_v = jax.lax.dynamic_update_slice(cache_v, v_btkh.astype(cache_v.dtype), (0, index, 0, 0))
         cache_k = shard_activation(cache_k, KV_CACHE_AXES)
         cache_v = shard_activation(cache_v, KV_CACHE_AXES)
-        return self._out(grouped_query_attention(q_btnh, cache_k, cache_v, mask_bts)), cache_k, cache_v
+        return self._out(self._attend(q_btnh, cache_k, cache_v, mask)), cache_k, cache_v
 
 
 class MLP(nnx.Module):
@@ -237,14 +217,14 @@ class Block(nnx.Module):
         self.post_attn_norm = RMSNorm(config.embed_dim, config=config)
         self.mlp = MLP(config, rngs=rngs)
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> jax.Array:
         x = x + self.attn(self.input_norm(x), positions, mask, inv_freq)
         x = x + self.mlp(self.post_attn_norm(x))
         return shard_activation(x, ("act_batch", "act_length", "act_embed"))
 
-    def extend(self, x, positions, mask_bts, inv_freq, cache_k, cache_v, index):
+    def extend(self, x, positions, mask, inv_freq, cache_k, cache_v, index):
         """The block over a chunk of new tokens with a KV cache (see Attention.extend)."""
-        attn_out, cache_k, cache_v = self.attn.extend(self.input_norm(x), positions, mask_bts, inv_freq, cache_k, cache_v, index)
+        attn_out, cache_k, cache_v = self.attn.extend(self.input_norm(x), positions, mask, inv_freq, cache_k, cache_v, index)
         x = x + attn_out
         x = x + self.mlp(self.post_attn_norm(x))
         return shard_activation(x, ("act_batch", "act_length", "act_embed")), cache_k, cache_v
@@ -330,7 +310,7 @@ class Transformer(nnx.Module):
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
         if segment_ids is None:
             segment_ids = jnp.ones((b, t), dtype=jnp.int32)
-        mask = attention_mask(segment_ids)
+        mask = Mask.packed(segment_ids)
         inv_freq = rope_frequencies(self.config)
 
         x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
@@ -359,14 +339,13 @@ class Transformer(nnx.Module):
         t = tokens.shape[1]
         slots_t = cache.index + jnp.arange(t, dtype=jnp.int32)  # the slots these tokens occupy
         positions = jnp.maximum(slots_t[None, :] - cache.start[:, None], 0)  # [B, T]; padding gets 0
-        key_slots = jnp.arange(cache.max_len, dtype=jnp.int32)
-        mask_bts = (key_slots[None, None, :] >= cache.start[:, None, None]) & (key_slots[None, None, :] <= slots_t[None, :, None])
+        mask = Mask.cache(cache.start, cache.index, t, cache.max_len)
         inv_freq = rope_frequencies(self.config)
 
         x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
         keys, values = [], []
         for block, cache_k, cache_v in zip(self.layers, cache.keys, cache.values):
-            x, cache_k, cache_v = block.extend(x, positions, mask_bts, inv_freq, cache_k, cache_v, cache.index)
+            x, cache_k, cache_v = block.extend(x, positions, mask, inv_freq, cache_k, cache_v, cache.index)
             keys.append(cache_k)
             values.append(cache_v)
         new_cache = KVCache(keys=tuple(keys), values=tuple(values), start=cache.start, index=cache.index + t)
