@@ -57,6 +57,10 @@ KILL_AFTER_STEP_ENV = "NN_TRAIN_KILL_AFTER_STEP"
 KILL_DURING_SAVE_ENV = "NN_TRAIN_KILL_DURING_SAVE"
 # Config sections that must match between a workdir's checkpoints and a run resuming from them.
 RESUME_MUST_MATCH = ("model", "lora", "data")
+# ... except what changes how the same numbers are computed, not which: a run may resume with
+# another attention kernel or remat policy (e.g. to fit longer rows), and from a checkpoint written
+# before these keys existed.
+RESUME_MAY_CHANGE = frozenset({"model.remat", "model.attention", "model.attention_block_size"})
 
 
 class TrainingError(RuntimeError):
@@ -296,6 +300,8 @@ def _check_same_run(workdir: Path, saved: dict, config: ml_collections.ConfigDic
     current = config.to_dict()
     for section in RESUME_MUST_MATCH:
         for key, value in current[section].items():
+            if f"{section}.{key}" in RESUME_MAY_CHANGE:
+                continue
             old = saved["config"][section].get(key)
             if old != value and not (isinstance(old, list) and tuple(old) == value):
                 raise TrainingError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import os
 import re
 import subprocess
@@ -329,3 +330,12 @@ def test_many_epochs_of_a_small_corpus_run_every_step(jsonl_corpus, tmp_path):
     summary = train(_jsonl_config(path, tokenizer_dir, **{"training.num_epochs": 12.0, "data.seq_len": 56,
                                                           "checkpoint.schedule": "final"}), tmp_path / "run")
     assert summary["num_steps"] == (12 * one_epoch) // 8 and summary["checkpoints"] == [summary["num_steps"]]
+
+
+def test_resume_may_change_the_attention_kernel_but_not_the_model(tmp_path, uninterrupted):
+    workdir = tmp_path / "run"
+    shutil.copytree(uninterrupted, workdir)
+    # the same numbers computed another way: resumes (here, at its last step)
+    train(tiny_config(**{"training.num_steps": 10, "model.attention": "blockwise", "model.attention_block_size": 8}), workdir)
+    with pytest.raises(TrainingError, match=r"model\.param_dtype='float32', but this config has 'bfloat16'"):
+        train(tiny_config(**{"training.num_steps": 10, "model.param_dtype": "bfloat16"}), workdir)
