@@ -205,6 +205,22 @@ class TrainSetup:
         }
 
 
+def train_state_shardings(tx: optax.GradientTransformation, params, param_shardings, mesh: Mesh) -> dict:
+    """{"step", "params", "opt_state"} shardings: optimizer moments shard like their parameters;
+    `params` may be abstract (ShapeDtypeStruct)."""
+    replicated = NamedSharding(mesh, P())
+    opt_shardings = optax.tree_map_params(
+        tx, lambda _, sharding: sharding, jax.eval_shape(tx.init, params), param_shardings,
+        transform_non_params=lambda _: replicated,
+    )
+    return {"step": replicated, "params": param_shardings, "opt_state": opt_shardings}
+
+
+def batch_sharding_of(mesh: Mesh) -> NamedSharding:
+    """A batch [microbatches, rows, length]: rows over (data, fsdp)."""
+    return NamedSharding(mesh, P(None, ("data", "fsdp"), None))
+
+
 def setup(config: ml_collections.ConfigDict) -> TrainSetup:
     validate_config(config)
     mesh = build_mesh(config)
@@ -227,16 +243,23 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
     replicated = NamedSharding(mesh, P())
     param_shardings = jax.tree.map(lambda x: x.sharding, params)
     frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
-    opt_shardings = optax.tree_map_params(
-        tx, lambda _, sharding: sharding, jax.eval_shape(tx.init, params), param_shardings,
-        transform_non_params=lambda _: replicated,
-    )
-    state_sharding = {"step": replicated, "params": param_shardings, "opt_state": opt_shardings}
-    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+    state_sharding = train_state_shardings(tx, params, param_shardings, mesh)
+    opt_state = jax.jit(tx.init, out_shardings=state_sharding["opt_state"])(params)
     state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "params": params, "opt_state": opt_state}
-    batch_sharding = NamedSharding(mesh, P(None, ("data", "fsdp"), None))
+    batch_sharding = batch_sharding_of(mesh)
 
     trace_count = [0]
+    step_fn = make_train_step(config, graphdef, tx, schedule, state_sharding, frozen_shardings, batch_sharding, trace_count)
+    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, num_steps, source, dataset,
+                      batch_sharding, step_fn, trace_count)
+
+
+def make_train_step(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    state_sharding, frozen_shardings, batch_sharding: NamedSharding, trace_count: list | None = None):
+    """The jitted `step_fn(state, frozen, batch) -> (state, metrics)`; shardings fix its layout, so it
+    can be lowered from abstract arrays (nn_train.plan) as well as run. `trace_count[0]` counts traces."""
+    trace_count = [0] if trace_count is None else trace_count
+    replicated = NamedSharding(batch_sharding.mesh, P())
     dropout_seed = config.training.seed
     uses_dropout = config.lora.enabled and config.lora.dropout > 0
 
@@ -283,8 +306,7 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
-    return TrainSetup(config, mesh, model.config, graphdef, state, frozen, num_steps, source, dataset,
-                      batch_sharding, step_fn, trace_count)
+    return step_fn
 
 
 def _run_metadata(config: ml_collections.ConfigDict, run: TrainSetup) -> dict:
