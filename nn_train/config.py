@@ -82,6 +82,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.training.num_epochs = 1.0  # used when num_steps is -1
     c.training.num_steps = -1  # -1: num_epochs over the data source
     c.training.seed = 1
+    # The loss projects onto the vocabulary this many positions of a row at a time, recomputed in the
+    # backward pass (models.transformer.target_log_probs); 0: the whole row at once. Rows no longer
+    # than this are unaffected. At 10k tokens x a 152k vocabulary the whole-row float32 logits and
+    # their gradient take tens of GB (nn_train.plan).
+    c.training.loss_chunk_tokens = 2048
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = 1  # sizes of the (data, fsdp, tensor) mesh axes; one may be -1 = fill
@@ -121,6 +126,7 @@ _RANGES = {
     "training.global_batch_size": (1, None, True),
     "training.microbatches": (1, None, True),
     "training.num_epochs": (0, None, False),
+    "training.loss_chunk_tokens": (0, None, True),
     "checkpoint.num_log": (1, None, True),
     "checkpoint.first_log_step": (1, None, True),
     "checkpoint.every_steps": (1, None, True),

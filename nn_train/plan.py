@@ -6,7 +6,7 @@ The step is the one `nn_train.main` runs (`trainer.make_train_step`, the same sh
 from abstract parameters (`nnx.eval_shape`: shapes only) and compiled by XLA for `--devices` fake
 CPU devices on this host, one per device of the target mesh. From the compiled program it prints,
 per device: parameter, optimizer-state and frozen bytes (each array's shard), XLA's
-`memory_analysis()` (arguments, outputs, temporaries), the FLOPs of one step, whether the total fits
+`memory_analysis()` (arguments, outputs, temporaries), the model FLOPs of one step, whether the total fits
 the device's memory, the longest row that would fit (a linear fit over two row lengths: memory is
 linear in the row with the blockwise attention kernel), and the step time at a stated MFU.
 
@@ -79,7 +79,8 @@ class Plan:
     output_bytes: int
     alias_bytes: int
     temp_bytes: int
-    flops: float  # one step, per device
+    flops: float  # one step, per device: model FLOPs (model_flops_per_token)
+    xla_flops: float  # XLA's cost analysis of the compiled step, per device: each loop body counted once
     compile_seconds: float
     max_positions: int
 
@@ -87,6 +88,19 @@ class Plan:
     def total_bytes(self) -> int:
         """Live at the peak, per device: inputs + outputs not aliased to a donated input + temporaries."""
         return self.argument_bytes + self.output_bytes - self.alias_bytes + self.temp_bytes
+
+
+def model_flops_per_token(model_config, row_tokens: int, frozen_base: bool) -> float:
+    """Training FLOPs per token by the PaLM convention (Chowdhery et al. 2022, appendix B): 6 per
+    matmul parameter (2 forward, 4 backward) plus 12 * layers * heads * head_dim * T for attention;
+    a frozen base (LoRA) skips the weight gradients, so 4 per parameter. Rematerialisation's
+    recompute is not counted (it is not model work). The input embedding is a lookup, no matmul."""
+    from nn_train.models import param_count
+
+    c = model_config
+    matmul_params = param_count(c) - (0 if c.tie_embeddings else c.vocab_size * c.embed_dim)
+    attention = 12 * c.num_layers * c.num_heads * c.head_dim * row_tokens
+    return (4 if frozen_base else 6) * matmul_params + attention
 
 
 def _shard_bytes(tree, shardings) -> int:
@@ -131,12 +145,13 @@ def plan(config, row_tokens: int | None = None) -> Plan:
     import jax.numpy as jnp
     from flax import nnx
 
-    from nn_train.config import ConfigError, validate_config
+    from nn_train.config import validate_config
+    from nn_train.data import BATCH_KEYS
     from nn_train.models import param_count
     from nn_train.models.lora import apply_lora
     from nn_train.models.transformer import Transformer
     from nn_train.sharding import state_shardings
-    from nn_train.trainer import batch_sharding_of, build_mesh, build_optimizer, lora_config, make_train_step, train_state_shardings
+    from nn_train.trainer import batch_sharding_of, build_mesh, check_batch_splits, build_optimizer, lora_config, make_train_step, train_state_shardings
 
     config = config.copy_and_resolve_references()
     if row_tokens is not None:
@@ -145,10 +160,8 @@ def plan(config, row_tokens: int | None = None) -> Plan:
     validate_config(config)
     mesh = build_mesh(config)
     model_config, model_name = model_config_for_plan(config)
+    check_batch_splits(config, mesh)
     rows = config.training.global_batch_size // config.training.microbatches
-    if rows % (mesh.shape["data"] * mesh.shape["fsdp"]):
-        raise ConfigError(f"config key 'training.global_batch_size': {rows} rows per microbatch do not split over the "
-                          f"{mesh.shape['data'] * mesh.shape['fsdp']} data-parallel devices (mesh data x fsdp)")
 
     def build():
         model = Transformer(model_config, rngs=nnx.Rngs(config.training.seed))
@@ -167,8 +180,7 @@ def plan(config, row_tokens: int | None = None) -> Plan:
     opt_state = jax.eval_shape(tx.init, params)
     state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params, "opt_state": opt_state}
     shape = (config.training.microbatches, rows, config.data.seq_len)
-    batch = {key: jax.ShapeDtypeStruct(shape, jnp.float32 if key == "weights" else jnp.int32)
-             for key in ("inputs", "targets", "weights", "positions", "segment_ids")}
+    batch = {key: jax.ShapeDtypeStruct(shape, jnp.float32 if key == "weights" else jnp.int32) for key in BATCH_KEYS}
     step_fn = make_train_step(config, graphdef, tx, schedule, state_sharding, frozen_shardings, batch_sharding_of(mesh))
 
     start = time.perf_counter()
@@ -176,8 +188,12 @@ def plan(config, row_tokens: int | None = None) -> Plan:
         compiled = step_fn.lower(state, frozen, batch).compile()
     seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
+    # The model FLOPs, not XLA's count: that counts a loop body once, and the microbatch loop, the
+    # blockwise attention and the chunked loss are loops.
     cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+    tokens = config.training.global_batch_size * config.data.seq_len
+    flops = model_flops_per_token(model_config, config.data.seq_len, config.lora.enabled) * tokens / mesh.size
     return Plan(
         devices=mesh.size, mesh=dict(mesh.shape), model=model_name, params=param_count(model_config),
         trainable=sum(math.prod(x.shape) for x in jax.tree.leaves(params)), row_tokens=config.data.seq_len, rows=config.training.global_batch_size,
@@ -185,7 +201,7 @@ def plan(config, row_tokens: int | None = None) -> Plan:
         opt_bytes=_shard_bytes(opt_state, state_sharding["opt_state"]),
         argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
         alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
-        flops=float(cost.get("flops", 0.0)), compile_seconds=seconds, max_positions=model_config.max_position_embeddings,
+        flops=flops, xla_flops=float(cost.get("flops", 0.0)), compile_seconds=seconds, max_positions=model_config.max_position_embeddings,
     )
 
 
@@ -226,7 +242,8 @@ def report(p: Plan, device: Device, usable_fraction: float, mfu: float, longest:
         f"    XLA outputs          {gib(p.output_bytes)} ({gib(p.alias_bytes)} of them in donated inputs)",
         f"    XLA temporaries      {gib(p.temp_bytes)} (activations, gradients, workspace)",
         f"    total at peak        {gib(p.total_bytes)} of {gib(usable)} usable ({usable_fraction:.0%} of {gib(device.memory_bytes)})",
-        f"  fits: {'yes' if fits else 'no'}",
+        f"  fits: {'yes' if fits else 'no'}" + ("" if fits else " by this upper bound (XLA:CPU does not keep remat's savings; "
+                                                "the accelerator's compiler may need less)"),
     ]
     if longest is not None and longest[0] is None:
         lines.append("  longest row that fits: not estimated (the dense attention kernel grows as T^2; plan with model.attention=auto)")
@@ -235,7 +252,7 @@ def report(p: Plan, device: Device, usable_fraction: float, mfu: float, longest:
         lines.append(f"  longest row that fits: ~{tokens_fit:,} tokens (linear fit of compiles at {short:,} and {long:,} tokens; "
                      f"the model's positions end at {p.max_positions:,})")
     lines += [
-        f"  FLOPs per step, per device: {p.flops:.3e} (XLA cost analysis)",
+        f"  model FLOPs per step, per device: {p.flops:.3e} (6N + 12 L H Q T per token, 4N with a frozen base; remat not counted)",
         f"  predicted step time at {mfu:.0%} MFU: {step_seconds:.2f} s ({tokens / step_seconds / p.devices if p.flops else float('nan'):,.0f} tokens/s per device)",
         f"  (compiled in {p.compile_seconds:.0f} s on this host's CPU: an estimate of the accelerator's buffers; parameter and optimizer bytes are exact)",
     ]

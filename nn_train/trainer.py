@@ -41,7 +41,7 @@ from nn_train.config import ConfigError, validate_config
 from nn_train.data import SyntheticSource
 from nn_train.input_pipeline import RecordsSource, count_rows, read_jsonl
 from nn_train.metrics import MetricsWriter, peak_flops, train_flops_per_token
-from nn_train.models import create_model, get_config, token_log_probs
+from nn_train.models import create_model, get_config, target_log_probs
 from nn_train.models.hf_checkpoint import load_hf_model
 from nn_train.models.lora import LoRAConfig, apply_lora
 from nn_train.models.transformer import Transformer
@@ -221,9 +221,8 @@ def batch_sharding_of(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, ("data", "fsdp"), None))
 
 
-def setup(config: ml_collections.ConfigDict) -> TrainSetup:
-    validate_config(config)
-    mesh = build_mesh(config)
+def check_batch_splits(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+    """ConfigError unless each microbatch's rows split evenly over the data-parallel devices."""
     data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
     rows = config.training.global_batch_size // config.training.microbatches
     if rows % data_parallel:
@@ -232,6 +231,12 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
             f"(global_batch_size {config.training.global_batch_size} / microbatches {config.training.microbatches}) "
             f"do not split over the {data_parallel} data-parallel devices (mesh data × fsdp)"
         )
+
+
+def setup(config: ml_collections.ConfigDict) -> TrainSetup:
+    validate_config(config)
+    mesh = build_mesh(config)
+    check_batch_splits(config, mesh)
     model = build_model(config, mesh)
     trainable = nnx.LoRAParam if config.lora.enabled else nnx.Param
     graphdef, params_state, frozen_state = nnx.split(model, trainable, ...)
@@ -267,9 +272,10 @@ def make_train_step(config: ml_collections.ConfigDict, graphdef, tx: optax.Gradi
         model = nnx.merge(graphdef, params, frozen)
         if uses_dropout:  # a fresh, reproducible dropout key per step
             nnx.reseed(model, dropout=jax.random.fold_in(jax.random.key(dropout_seed), step))
-        logits = model(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+        hidden = model.hidden_states(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+        log_probs = target_log_probs(model, hidden, batch["targets"], config.training.loss_chunk_tokens)
         weights = batch["weights"]
-        return -(token_log_probs(logits, batch["targets"]) * weights).sum(), weights.sum()
+        return -(log_probs * weights).sum(), weights.sum()
 
     def train_step(state, frozen, batch):
         trace_count[0] += 1

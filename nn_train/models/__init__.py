@@ -23,7 +23,7 @@ from jax.sharding import Mesh
 
 from nn_train.models import llama3, qwen3
 from nn_train.models.config import ModelConfig, RopeScaling
-from nn_train.models.transformer import Transformer, token_log_probs
+from nn_train.models.transformer import Transformer, target_log_probs, token_log_probs
 from nn_train.sharding import state_shardings
 
 _FAMILIES = {"qwen3": qwen3, "llama3": llama3}
@@ -42,6 +42,7 @@ __all__ = [
     "get_config",
     "param_count",
     "to_hf_config",
+    "target_log_probs",
     "token_log_probs",
 ]
 

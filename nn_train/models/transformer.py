@@ -305,6 +305,12 @@ class Transformer(nnx.Module):
             if positions is not None or segment_ids is not None:
                 raise ValueError("with a KV cache, positions come from the cache; do not pass positions or segment_ids")
             return self.extend(tokens, cache)
+        return self.logits(self.hidden_states(tokens, positions=positions, segment_ids=segment_ids))
+
+    def hidden_states(self, tokens: jax.Array, *, positions: jax.Array | None = None,
+                      segment_ids: jax.Array | None = None) -> jax.Array:
+        """tokens [B, T] → the last block's output [B, T, D], before the final norm; `logits` maps it to
+        the vocabulary. A loss may do that a chunk of tokens at a time (target_log_probs)."""
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
@@ -319,9 +325,10 @@ class Transformer(nnx.Module):
                 x = block(x, positions, mask, inv_freq)
             else:
                 x = nnx.remat(lambda blk, *args: blk(*args), policy=_REMAT[self.config.remat])(block, x, positions, mask, inv_freq)
-        return self._logits(x)
+        return x
 
-    def _logits(self, x: jax.Array) -> jax.Array:
+    def logits(self, x: jax.Array) -> jax.Array:
+        """hidden states [..., D] (hidden_states) → float32 logits [..., V]."""
         x = self.final_norm(x)
         logits = self.embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)
         return shard_activation(logits.astype(jnp.float32), ("act_batch", "act_length", "act_vocab"))
@@ -349,7 +356,7 @@ class Transformer(nnx.Module):
             keys.append(cache_k)
             values.append(cache_v)
         new_cache = KVCache(keys=tuple(keys), values=tuple(values), start=cache.start, index=cache.index + t)
-        return self._logits(x[:, -1:] if last_only else x), new_cache
+        return self.logits(x[:, -1:] if last_only else x), new_cache
 
 
 def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -361,3 +368,29 @@ def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
     # logit - logsumexp: one pass over the vocabulary instead of materialising log_softmax.
     target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     return target_logits - jax.nn.logsumexp(logits, axis=-1)
+
+
+def target_log_probs(model: "Transformer", hidden: jax.Array, targets: jax.Array, chunk_tokens: int = 0) -> jax.Array:
+    """log p(targets) [B, T] from hidden states [B, T, D] (Transformer.hidden_states).
+
+    With `chunk_tokens` > 0 and rows longer than it, the vocabulary projection and its softmax run a
+    chunk of positions at a time and are recomputed in the backward pass, so the float32 [B, T, V]
+    logits (and the several copies their gradient needs) never exist at once: at 10k tokens and
+    Qwen's 152k vocabulary each copy is 6 GB per row. Each position's log-probability is the same
+    computation either way.
+    """
+    b, t, d = hidden.shape
+    if chunk_tokens <= 0 or t <= chunk_tokens:
+        return token_log_probs(model.logits(hidden), targets)
+    graphdef, state = nnx.split(model)
+    chunks = -(-t // chunk_tokens)
+    pad = chunks * chunk_tokens - t
+    hidden_nbcd = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, chunks, chunk_tokens, d).swapaxes(0, 1)
+    targets_nbc = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, chunks, chunk_tokens).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def chunk(state, hidden_bcd, targets_bc):
+        return token_log_probs(nnx.merge(graphdef, state).logits(hidden_bcd), targets_bc)
+
+    log_probs_nbc = jax.lax.map(lambda xs: chunk(state, *xs), (hidden_nbcd, targets_nbc))
+    return log_probs_nbc.swapaxes(0, 1).reshape(b, chunks * chunk_tokens)[:, :t]

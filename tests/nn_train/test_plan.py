@@ -26,6 +26,16 @@ def test_one_device_holds_every_parameter_and_adam_moments():
     assert p.temp_bytes > 0 and p.flops > 0
 
 
+def test_model_flops_agree_with_xla_on_a_step_without_loops():
+    """One microbatch, dense attention, the whole-row loss: nothing XLA counts once for many trips.
+    XLA also counts the element-wise work, so it may exceed the matmul count a little."""
+    p = plan(_full_ft(**{"mesh.num_devices": 1, "mesh.fsdp": 1, "data.seq_len": 256, "model.attention": "dense",
+                         "training.loss_chunk_tokens": 0, "training.microbatches": 1}))
+    assert 0.8 < p.xla_flops / p.flops < 1.6, (p.xla_flops, p.flops)
+    lora = plan(tiny_config(**{"mesh.num_devices": 1, "mesh.fsdp": 1, "data.seq_len": 256}))
+    assert lora.flops < p.flops  # no weight gradients for a frozen base
+
+
 def test_fsdp_splits_parameters_and_optimizer_state_over_devices():
     one = plan(_full_ft(**{"mesh.num_devices": 1, "mesh.fsdp": 1}))
     four = plan(_full_ft(**{"mesh.num_devices": 4, "mesh.fsdp": 4}))
