@@ -47,6 +47,9 @@ def default_config() -> ml_collections.ConfigDict:
     # linear in the row length, once queries and keys both exceed one block
     c.model.attention = "auto"
     c.model.attention_block_size = 512
+    # auto | true | false: run the layers as one jax.lax.scan over stacked parameters, so compile
+    # time does not grow with depth; auto scans models of >= 0.5B parameters (every published preset)
+    c.model.scan_layers = "auto"
 
     c.lora = ml_collections.ConfigDict()
     c.lora.enabled = True  # False: full fine-tuning of every parameter
@@ -108,6 +111,9 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
+# model.scan_layers → ModelConfig.scan_layers (None: by the model's size).
+SCAN_LAYERS = {"auto": None, "true": True, "false": False}
+
 # Numeric ranges: key → (minimum, maximum, whether the minimum is allowed).
 _RANGES = {
     "lora.rank": (1, None, True),
@@ -137,10 +143,20 @@ _CHOICES = {
     "model.dtype": tuple(DTYPES),
     "model.remat": REMAT_POLICIES,
     "model.attention": ATTENTION_BACKENDS,
+    "model.scan_layers": tuple(SCAN_LAYERS),
     "data.source": DATA_SOURCES,
     "optimizer.schedule": LR_SCHEDULES,
     "checkpoint.schedule": CHECKPOINT_SCHEDULES,
 }
+
+
+def model_overrides(config: ml_collections.ConfigDict) -> dict:
+    """The ModelConfig fields a run's `model` section sets on top of its preset or checkpoint."""
+    m = config.model
+    # A run's saved config from before layers could be scanned has no key: its layers were a loop.
+    scan_layers = SCAN_LAYERS[m.get("scan_layers", "false")]
+    return dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat, attention=m.attention,
+                attention_block_size=m.attention_block_size, scan_layers=scan_layers)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -29,6 +29,7 @@ MESH_AXES = ("data", "fsdp", "tensor")
 # logical axis → mesh axes (a name, a tuple of names, or None for replicated).
 LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     # parameters
+    ("layers", None),  # the stacked layer axis of scanned layers: every device holds every layer's shard
     ("embed", "fsdp"),
     ("vocab", "tensor"),
     ("heads", "tensor"),

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from nn_train.checkpointing import Checkpointer, abstract_like, checkpoint_steps
-from nn_train.config import ConfigError, validate_config
+from nn_train.config import ConfigError, model_overrides, validate_config
 from nn_train.data import SyntheticSource
 from nn_train.input_pipeline import RecordsSource, count_rows, read_jsonl
 from nn_train.metrics import MetricsWriter, peak_flops, train_flops_per_token
@@ -61,6 +61,9 @@ RESUME_MUST_MATCH = ("model", "lora", "data")
 # another attention kernel or remat policy (e.g. to fit longer rows), and from a checkpoint written
 # before these keys existed.
 RESUME_MAY_CHANGE = frozenset({"model.remat", "model.attention", "model.attention_block_size"})
+# Compared as resolved (ModelConfig.scan_layers), not as written: "auto" may mean either layout, and
+# the checkpoint's arrays are stacked or not accordingly.
+RESUME_LAYOUT_KEYS = frozenset({"model.scan_layers"})
 
 
 class TrainingError(RuntimeError):
@@ -87,8 +90,7 @@ def build_mesh(config: ml_collections.ConfigDict) -> Mesh:
 
 def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
     """The base model (a preset, randomly initialised, or a Hugging Face checkpoint) with LoRA attached, sharded."""
-    overrides = dict(param_dtype=config.model.param_dtype, dtype=config.model.dtype, remat=config.model.remat,
-                     attention=config.model.attention, attention_block_size=config.model.attention_block_size)
+    overrides = model_overrides(config)
     if config.model.hf_checkpoint:
         try:
             model = load_hf_model(config.model.hf_checkpoint, mesh=mesh, **overrides)
@@ -97,6 +99,9 @@ def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
     else:
         model = create_model(get_config(config.model.preset, **overrides), seed=config.training.seed, mesh=mesh)
     if config.lora.enabled:
+        if config.lora.dropout > 0 and model.config.scan_layers:
+            raise ConfigError(f"config key 'lora.dropout' is {config.lora.dropout}, but dropout is not supported with scanned layers "
+                              "(this model scans them); set --config.lora.dropout=0 or --config.model.scan_layers=false")
         try:
             apply_lora(model, lora_config(config), rngs=nnx.Rngs(params=config.training.seed, dropout=config.training.seed))
         except ValueError as e:
@@ -324,11 +329,18 @@ def _run_metadata(config: ml_collections.ConfigDict, run: TrainSetup) -> dict:
     }
 
 
-def _check_same_run(workdir: Path, saved: dict, config: ml_collections.ConfigDict) -> None:
+def _check_same_run(workdir: Path, saved: dict, config: ml_collections.ConfigDict, model_config) -> None:
+    saved_scanned = saved["model"].get("scan_layers", False)  # written before layers could be scanned: a loop
+    if saved_scanned != model_config.scan_layers:
+        layout = lambda scanned: "scanned (stacked)" if scanned else "a loop"
+        raise TrainingError(
+            f"workdir '{workdir}' holds checkpoints whose layers are {layout(saved_scanned)}, but this config runs them as "
+            f"{layout(model_config.scan_layers)}; resume with --config.model.scan_layers={str(saved_scanned).lower()} or use a new workdir"
+        )
     current = config.to_dict()
     for section in RESUME_MUST_MATCH:
         for key, value in current[section].items():
-            if f"{section}.{key}" in RESUME_MAY_CHANGE:
+            if f"{section}.{key}" in RESUME_MAY_CHANGE | RESUME_LAYOUT_KEYS:
                 continue
             old = saved["config"][section].get(key)
             if old != value and not (isinstance(old, list) and tuple(old) == value):
@@ -353,7 +365,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     state, start = run.state, 0
     latest = checkpointer.latest_step()
     if latest is not None:
-        _check_same_run(workdir, checkpointer.restore_meta(latest), config)
+        _check_same_run(workdir, checkpointer.restore_meta(latest), config, run.model_config)
         state, saved_meta = checkpointer.restore(latest, abstract_like(run.state))
         source.set_state(saved_meta["data_state"])
         start = int(state["step"])

@@ -21,10 +21,14 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 #   none        keep every activation (fastest, most memory)
 #   full        recompute the whole block (least memory)
 #   save_dots   keep matmul outputs, recompute the cheap element-wise work
-REMAT_POLICIES = ("none", "full", "save_dots")
+#   offload     keep matmul outputs in pinned host memory instead of device memory
+REMAT_POLICIES = ("none", "full", "save_dots", "offload")
 # Attention kernels (nn_train.models.attention): auto | dense | blockwise
 ATTENTION_BACKENDS = ("auto", "dense", "blockwise")
 FAMILIES = ("qwen3", "llama3")
+# scan_layers=None scans the layers of models this large: every published preset (Qwen3-0.6B has
+# 0.6B), where compile time would otherwise grow with depth; the CPU-sized presets keep the loop.
+SCAN_LAYERS_MIN_PARAMS = 500_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,9 @@ class ModelConfig:
     remat: str = "none"
     attention: str = "auto"  # the attention kernel (nn_train.models.attention.BACKENDS)
     attention_block_size: int = 512  # key block of the blockwise kernel: its memory grows as T * this
+    # Layers as one stacked Block run by jax.lax.scan (compile time flat in depth) instead of a
+    # Python loop of Blocks; None: scan when the model has >= SCAN_LAYERS_MIN_PARAMS parameters.
+    scan_layers: bool | None = None
     # Hugging Face special tokens, carried through export.
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -84,6 +91,17 @@ class ModelConfig:
             problems.append(f"attention_block_size must be positive, got {self.attention_block_size}")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
+        if self.scan_layers is None:  # resolved once, so a saved config records the layout it ran with
+            object.__setattr__(self, "scan_layers", self.approx_param_count >= SCAN_LAYERS_MIN_PARAMS)
+
+    @property
+    def approx_param_count(self) -> int:
+        """Parameters of the dense layout, from the shapes alone (nn_train.models.param_count counts
+        the built model exactly)."""
+        d, h = self.embed_dim, self.head_dim
+        attention = d * h * (2 * self.num_heads + 2 * self.num_kv_heads)
+        block = attention + 3 * d * self.mlp_dim + 2 * d + (2 * h if self.qk_norm else 0)
+        return self.vocab_size * d * (1 if self.tie_embeddings else 2) + self.num_layers * block + d
 
     @property
     def queries_per_kv_head(self) -> int:
@@ -106,6 +124,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
         data = dict(data)
+        data.setdefault("scan_layers", False)  # saved before layers could be scanned: they were a loop
         if data.get("rope_scaling") is not None:
             data["rope_scaling"] = RopeScaling(**data["rope_scaling"])
         return cls(**data)

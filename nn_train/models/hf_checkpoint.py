@@ -3,8 +3,10 @@
     model = load_hf_model("Qwen/Qwen3-1.7B", mesh=mesh)          # hub id (needs network) or local dir
     export_hf_model(model, "out/dir")                             # config.json + (sharded) safetensors
 
-The whole conversion is one table, `hf_key_table(config)`: our parameter path → (Hugging Face
-key, layout). Qwen3 and Llama 3 share the layout; Qwen3 adds the per-head q/k norms.
+The whole conversion is one table, `hf_key_table(config)`: our parameter path → its Hugging Face
+keys and layout. Qwen3 and Llama 3 share the layout; Qwen3 adds the per-head q/k norms. A scanned
+model (config.scan_layers) holds each layer parameter once, stacked [L, ...]: its entry lists the
+L per-layer keys, and layer i is slice i.
 
   layout "linear": HF stores torch Linear weights [out, in]; ours are [*in_shape, *out_shape]
                    (e.g. a query kernel [D, N, H]), so  ours = W.T.reshape(ours.shape)
@@ -25,7 +27,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import jax
 import ml_dtypes
@@ -42,6 +44,14 @@ from nn_train.sharding import state_shardings
 
 ParamPath = tuple  # a parameter path in the NNX state, e.g. ("layers", 0, "attn", "q_proj", "kernel")
 
+
+class HFSource(NamedTuple):
+    """Where one of our parameters lives in a Hugging Face checkpoint."""
+
+    keys: tuple[str, ...]  # one key, or one per layer for a stacked parameter
+    layout: str  # "linear" | "same" (module docstring)
+    stacked: bool  # [L, ...]: keys[i] is slice i
+
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 DEFAULT_MAX_SHARD_BYTES = 5 * 1024**3
@@ -54,30 +64,36 @@ class CheckpointError(ValueError):
     """A checkpoint does not match the model; the message lists every mismatch."""
 
 
-def hf_key_table(config: ModelConfig) -> dict[ParamPath, tuple[str, str]]:
-    """Our parameter path → (Hugging Face key, layout) for every parameter of `config`."""
-    table: dict[ParamPath, tuple[str, str]] = {("embed", "embedding"): ("model.embed_tokens.weight", "same")}
-    for i in range(config.num_layers):
-        hf = f"model.layers.{i}"
-        ours = ("layers", i)
-        table[ours + ("input_norm", "scale")] = (f"{hf}.input_layernorm.weight", "same")
-        table[ours + ("post_attn_norm", "scale")] = (f"{hf}.post_attention_layernorm.weight", "same")
-        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            table[ours + ("attn", proj, "kernel")] = (f"{hf}.self_attn.{proj}.weight", "linear")
-        if config.qk_norm:
-            table[ours + ("attn", "q_norm", "scale")] = (f"{hf}.self_attn.q_norm.weight", "same")
-            table[ours + ("attn", "k_norm", "scale")] = (f"{hf}.self_attn.k_norm.weight", "same")
-        for proj in ("gate_proj", "up_proj", "down_proj"):
-            table[ours + ("mlp", proj, "kernel")] = (f"{hf}.mlp.{proj}.weight", "linear")
-    table[("final_norm", "scale")] = ("model.norm.weight", "same")
+def hf_key_table(config: ModelConfig) -> dict[ParamPath, HFSource]:
+    """Our parameter path → its Hugging Face source, for every parameter of `config`."""
+    layer_table: dict[ParamPath, tuple[str, str]] = {}  # path within a block → (HF key suffix, layout)
+    layer_table[("input_norm", "scale")] = ("input_layernorm.weight", "same")
+    layer_table[("post_attn_norm", "scale")] = ("post_attention_layernorm.weight", "same")
+    for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+        layer_table[("attn", proj, "kernel")] = (f"self_attn.{proj}.weight", "linear")
+    if config.qk_norm:
+        layer_table[("attn", "q_norm", "scale")] = ("self_attn.q_norm.weight", "same")
+        layer_table[("attn", "k_norm", "scale")] = ("self_attn.k_norm.weight", "same")
+    for proj in ("gate_proj", "up_proj", "down_proj"):
+        layer_table[("mlp", proj, "kernel")] = (f"mlp.{proj}.weight", "linear")
+
+    table = {("embed", "embedding"): HFSource(("model.embed_tokens.weight",), "same", False)}
+    layers = range(config.num_layers)
+    for path, (suffix, layout) in layer_table.items():
+        if config.scan_layers:
+            table[("layers", *path)] = HFSource(tuple(f"model.layers.{i}.{suffix}" for i in layers), layout, True)
+        else:
+            table.update({("layers", i, *path): HFSource((f"model.layers.{i}.{suffix}",), layout, False) for i in layers})
+    table[("final_norm", "scale")] = HFSource(("model.norm.weight",), "same", False)
     if not config.tie_embeddings:
-        table[("lm_head", "kernel")] = ("lm_head.weight", "linear")
+        table[("lm_head", "kernel")] = HFSource(("lm_head.weight",), "linear", False)
     return table
 
 
 def hf_module_name(path: ParamPath) -> str:
-    """The Hugging Face module of one of our Dense modules, e.g. ("layers", 3, "attn", "q_proj")
-    → "model.layers.3.self_attn.q_proj" (used for PEFT adapter keys)."""
+    """The Hugging Face module of one of our Dense modules in a layer loop, e.g. ("layers", 3, "attn",
+    "q_proj") → "model.layers.3.self_attn.q_proj" (used for PEFT adapter keys; for scanned layers
+    pass the layer's index in place of the loop's)."""
     if path == ("lm_head",):
         return "lm_head"
     if len(path) == 4 and path[0] == "layers":
@@ -153,8 +169,8 @@ def _tensor_shapes(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _check_keys(directory: Path, table, expected_shapes: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
-    expected = {hf_key for hf_key, _ in table.values()}
+def _check_keys(directory: Path, expected_shapes: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
+    expected = set(expected_shapes)
     missing = sorted(expected - set(found))
     unexpected = sorted(k for k in set(found) - expected if not k.endswith(_IGNORED_SUFFIXES))
     mismatched = [
@@ -197,23 +213,30 @@ def load_hf_model(
     flat_shardings = dict(nnx.to_flat_state(shardings))
     if set(flat_state) != set(table):  # a programming error, not a user one
         raise AssertionError(f"key table and model disagree: {sorted(set(flat_state) ^ set(table))[:5]}")
-    expected_shapes = {
-        hf_key: _hf_shape(flat_state[path].get_value().shape, layout, _in_dims(path))
-        for path, (hf_key, layout) in table.items()
-    }
+    expected_shapes = {}
+    for path, source in table.items():
+        layer_shape = flat_state[path].get_value().shape[1 if source.stacked else 0:]
+        expected_shapes.update({key: _hf_shape(layer_shape, source.layout, _in_dims(path)) for key in source.keys})
     files = _checkpoint_files(directory)
-    _check_keys(directory, table, expected_shapes, _tensor_shapes(files))
+    _check_keys(directory, expected_shapes, _tensor_shapes(files))
 
     dtype = _NUMPY_DTYPES[config.param_dtype]
     handles: dict[Path, object] = {}
+
+    def read(key: str, layout: str, shape: tuple[int, ...]) -> np.ndarray:
+        file = files[key]
+        if file not in handles:
+            handles[file] = safe_open(file, framework="numpy").__enter__()
+        return from_hf_layout(handles[file].get_tensor(key), layout, shape).astype(dtype)
+
     try:
-        for path, (hf_key, layout) in table.items():
-            file = files[hf_key]
-            if file not in handles:
-                handles[file] = safe_open(file, framework="numpy").__enter__()
+        for path, source in table.items():
             variable = flat_state[path]
             shape = variable.get_value().shape
-            host = from_hf_layout(handles[file].get_tensor(hf_key), layout, shape).astype(dtype)
+            if source.stacked:
+                host = np.stack([read(key, source.layout, shape[1:]) for key in source.keys])
+            else:
+                host = read(source.keys[0], source.layout, shape)
             sharding = flat_shardings[path].get_value()
             variable.set_value(jax.make_array_from_callback(shape, sharding, lambda index, host=host: host[index]))
             del host
@@ -243,9 +266,11 @@ def hf_tensors(model: Transformer, dtype: str | None = None) -> Iterator[tuple[s
         raise ValueError("the model has LoRA adapters; export merge_lora(model), or the adapters alone with export_peft")
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     np_dtype = _NUMPY_DTYPES[dtype or config.param_dtype]
-    for path, (hf_key, layout) in hf_key_table(config).items():
+    for path, source in hf_key_table(config).items():
         host = _host_array(flat[path].get_value())
-        yield hf_key, np.ascontiguousarray(to_hf_layout(host, layout, _in_dims(path)).astype(np_dtype))
+        layers = host if source.stacked else host[None]
+        for key, layer in zip(source.keys, layers, strict=True):
+            yield key, np.ascontiguousarray(to_hf_layout(layer, source.layout, _in_dims(path)).astype(np_dtype))
 
 
 def write_safetensors(tensors: Iterator[tuple[str, np.ndarray]], directory: Path, max_shard_bytes: int) -> None:
@@ -326,17 +351,4 @@ def export_hf_model(
         hf_config.dtype = dtype or model.config.param_dtype
         hf_config.save_pretrained(staging)
         write_safetensors(tensors, staging, max_shard_bytes)
-    return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        hf_config = to_hf_config(model.config)
-        hf_config.dtype = dtype or model.config.param_dtype
-        hf_config.save_pretrained(staging)
-        write_safetensors(tensors, staging, max_shard_bytes)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -9,7 +9,8 @@
 An adapter on a Dense with kernel [*in, *out] adds  scale · (dropout(x) · A) · B  with
 A [*in, r] (random) and B [r, *out] (zeros, so training starts at the base model) and
 scale = alpha / r. Targets are regular expressions matched against module paths such as
-"layers.3.attn.q_proj" (default: every attention and MLP projection). With
+"layers.3.attn.q_proj" (default: every attention and MLP projection), or "layers.attn.q_proj" when
+the layers are scanned: there an adapter is stacked [L, ...] like its kernel. With
 `train_unembedding`, the unembedding gets an adapter too: `lm_head`, or — for tied embeddings —
 an adapter on the output side only (the input embedding stays as it is, as in PEFT).
 """
@@ -31,7 +32,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from nn_train.models.hf_checkpoint import hf_module_name, staged_directory
-from nn_train.models.transformer import Dense, Transformer
+from nn_train.models.transformer import Dense, Transformer, add_layers_axis
 
 DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
 
@@ -82,8 +83,13 @@ class LoRA(nnx.Module):
         return self.scale * jnp.tensordot(low_rank, self.b[...].astype(self.dtype), axes=1)
 
     def delta(self) -> jax.Array:
-        """The dense update scale · A·B with the kernel's shape [*in, *out] (float32)."""
-        return self.scale * jnp.tensordot(self.a[...].astype(jnp.float32), self.b[...].astype(jnp.float32), axes=1)
+        """The dense update scale · A·B with the kernel's shape [*in, *out] (float32); [L, *in, *out]
+        for a stacked adapter."""
+        a, b = self.a[...].astype(jnp.float32), self.b[...].astype(jnp.float32)
+        layers = a.shape[: a.ndim - 1 - self.in_dims]  # () or (L,)
+        in_shape, rank, out_shape = a.shape[len(layers):-1], a.shape[-1], b.shape[len(layers) + 1:]
+        low_rank = jnp.matmul(a.reshape(*layers, math.prod(in_shape), rank), b.reshape(*layers, rank, math.prod(out_shape)))
+        return self.scale * low_rank.reshape(*layers, *in_shape, *out_shape)
 
 
 def _dense_modules(model: Transformer) -> list[tuple[str, tuple, Dense]]:
@@ -99,21 +105,32 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
     if config.rank <= 0 or config.alpha <= 0 or not 0 <= config.dropout < 1:
         raise ValueError(f"LoRA needs rank > 0, alpha > 0 and 0 <= dropout < 1; got {config}")
     mc = model.config
+    if mc.scan_layers and config.dropout > 0:
+        raise ValueError("LoRA dropout is not supported with scanned layers (its random state cannot advance inside "
+                         "the scan); set lora dropout to 0 or model scan_layers to false")
     patterns = [re.compile(p) for p in config.targets]
-    adapted = []
-    for name, path, dense in _dense_modules(model):
-        if name == "lm_head":
-            continue  # the unembedding follows train_unembedding, not the target patterns
-        if any(p.search(name) for p in patterns):
-            kernel_axes = dense.kernel.get_metadata()["logical_axes"]
-            n = len(dense.in_shape)
-            dense.lora = LoRA(dense.in_shape, dense.out_shape, kernel_axes[:n], kernel_axes[n:], config,
-                              param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
-            adapted.append(name)
+    targets = [(name, dense) for name, _, dense in _dense_modules(model)
+               if name != "lm_head" and any(p.search(name) for p in patterns)]  # lm_head follows train_unembedding
+
+    def adapter_for(dense: Dense) -> LoRA:
+        kernel_axes = dense.kernel.get_metadata()["logical_axes"][-len(dense.in_shape) - len(dense.out_shape):]
+        n = len(dense.in_shape)
+        return LoRA(dense.in_shape, dense.out_shape, kernel_axes[:n], kernel_axes[n:], config,
+                    param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
+
+    adapted = [name for name, _ in targets]
     unmatched = [p.pattern for p in patterns if not any(p.search(name) for name in adapted)]
     if not adapted or unmatched:
         names = ", ".join(n for n, _, _ in _dense_modules(model)[:8])
         raise ValueError(f"LoRA targets {', '.join(unmatched or config.targets)} match no module; module paths look like: {names}, ...")
+    if mc.scan_layers:
+        # Drawn layer by layer in the loop's order, then stacked: the same adapters as the loop's.
+        per_layer = [[adapter_for(dense) for _, dense in targets] for _ in range(mc.num_layers)]
+        for j, (_, dense) in enumerate(targets):
+            dense.lora = stack_adapters([layer[j] for layer in per_layer])
+    else:
+        for _, dense in targets:
+            dense.lora = adapter_for(dense)
     if config.train_unembedding:
         unembed_adapter = LoRA((mc.embed_dim,), (mc.vocab_size,), ("embed",), ("vocab",), config,
                                param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
@@ -124,6 +141,14 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
             model.lm_head.lora = unembed_adapter
             adapted.append("lm_head")
     return adapted
+
+
+def stack_adapters(adapters: list[LoRA]) -> LoRA:
+    """One adapter of the layers' adapters stacked on a leading "layers" axis (as stack_blocks does
+    for blocks)."""
+    graphdef, _ = nnx.split(adapters[0])
+    stacked = jax.tree.map(lambda *values: jnp.stack(values), *(nnx.state(adapter) for adapter in adapters))
+    return nnx.merge(graphdef, jax.tree.map(add_layers_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
 def lora_modules(model: Transformer) -> dict[str, LoRA]:
@@ -171,13 +196,21 @@ def _peft_tensors(model: Transformer, config: LoRAConfig) -> dict[str, np.ndarra
     """PEFT adapter tensors: lora_A.weight [r, in_features], lora_B.weight [out_features, r]."""
     tensors = {}
     dense_paths = {name: path for name, path, _ in _dense_modules(model)}
+    stacked_layers = model.config.num_layers if model.config.scan_layers else None
     for name, adapter in lora_modules(model).items():
-        module = "lm_head" if name == "embed.unembed" else hf_module_name(dense_paths[name])
         a = np.asarray(jax.device_get(adapter.a[...]), np.float32)
         b = np.asarray(jax.device_get(adapter.b[...]), np.float32)
-        rank = a.shape[-1]
-        tensors[f"base_model.model.{module}.lora_A.weight"] = np.ascontiguousarray(a.reshape(-1, rank).T)
-        tensors[f"base_model.model.{module}.lora_B.weight"] = np.ascontiguousarray(b.reshape(rank, -1).T)
+        if name == "embed.unembed":
+            per_module = [("lm_head", a, b)]
+        elif stacked_layers and name.startswith("layers."):  # ("layers", "attn", "q_proj"): slice i is layer i
+            path = dense_paths[name]
+            per_module = [(hf_module_name((path[0], i, *path[1:])), a[i], b[i]) for i in range(stacked_layers)]
+        else:
+            per_module = [(hf_module_name(dense_paths[name]), a, b)]
+        for module, a, b in per_module:
+            rank = a.shape[-1]
+            tensors[f"base_model.model.{module}.lora_A.weight"] = np.ascontiguousarray(a.reshape(-1, rank).T)
+            tensors[f"base_model.model.{module}.lora_B.weight"] = np.ascontiguousarray(b.reshape(rank, -1).T)
     return tensors
 
 

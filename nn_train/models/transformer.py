@@ -245,8 +245,9 @@ class KVCache:
     writes its next token at slot `index`, so all rows advance together.
     """
 
-    keys: tuple[jax.Array, ...]  # per layer [B, S, K, H], the compute dtype
-    values: tuple[jax.Array, ...]  # per layer [B, S, K, H]
+    # Per layer [B, S, K, H] in the compute dtype; for scanned layers one stacked [L, B, S, K, H].
+    keys: tuple[jax.Array, ...] | jax.Array
+    values: tuple[jax.Array, ...] | jax.Array
     start: jax.Array  # [B] int32: the first slot holding a real token of each row
     index: jax.Array  # [] int32: the next slot to write
 
@@ -254,18 +255,19 @@ class KVCache:
     def init(cls, config: ModelConfig, batch: int, max_len: int, start: jax.Array | None = None) -> "KVCache":
         """An empty cache of `max_len` slots; `start` [B] is each row's left padding (default 0)."""
         shape = (batch, max_len, config.num_kv_heads, config.head_dim)
-        zeros = lambda: shard_activation(jnp.zeros(shape, config.jnp_dtype), KV_CACHE_AXES)
         start = jnp.zeros((batch,), jnp.int32) if start is None else jnp.asarray(start, jnp.int32)
-        return cls(
-            keys=tuple(zeros() for _ in range(config.num_layers)),
-            values=tuple(zeros() for _ in range(config.num_layers)),
-            start=start,
-            index=jnp.zeros((), jnp.int32),
-        )
+        if config.scan_layers:
+            zeros = lambda: shard_activation(jnp.zeros((config.num_layers, *shape), config.jnp_dtype), ("layers", *KV_CACHE_AXES))
+            keys, values = zeros(), zeros()
+        else:
+            zeros = lambda: shard_activation(jnp.zeros(shape, config.jnp_dtype), KV_CACHE_AXES)
+            keys = tuple(zeros() for _ in range(config.num_layers))
+            values = tuple(zeros() for _ in range(config.num_layers))
+        return cls(keys=keys, values=values, start=start, index=jnp.zeros((), jnp.int32))
 
     @property
     def max_len(self) -> int:
-        return self.keys[0].shape[1]
+        return self.keys[0].shape[1]  # layer 0's [B, S, K, H], stacked or not
 
     @property
     def lengths(self) -> jax.Array:
@@ -276,14 +278,36 @@ class KVCache:
 _REMAT = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "offload": jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
 }
+
+
+def stack_blocks(blocks: Sequence[Block]) -> Block:
+    """One Block whose every variable holds the blocks' values stacked on a leading axis (logical
+    axis "layers"): what jax.lax.scan runs over. Blocks are built one by one first, so a scanned
+    model starts from the same weights as the loop of the same seed."""
+    graphdef, _ = nnx.split(blocks[0])
+    stacked = jax.tree.map(lambda *values: jnp.stack(values), *(nnx.state(block) for block in blocks))
+    return nnx.merge(graphdef, jax.tree.map(add_layers_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
+
+
+def add_layers_axis(variable: nnx.Variable) -> nnx.Variable:
+    """A copy of a stacked variable whose logical axes start with "layers"."""
+    variable = variable.replace(variable.get_value())
+    axes = variable.get_metadata().get("logical_axes")
+    if axes is not None:
+        variable.set_metadata(logical_axes=("layers", *axes))
+    return variable
 
 
 class Transformer(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.embed = Embed(config, rngs=rngs)
-        self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
+        blocks = [Block(config, rngs=rngs) for _ in range(config.num_layers)]
+        # Scanned: one Block of stacked [L, ...] variables (paths "layers.attn.q_proj.kernel"); else a
+        # list of Blocks ("layers.3.attn.q_proj.kernel").
+        self.layers = stack_blocks(blocks) if config.scan_layers else nnx.List(blocks)
         self.final_norm = RMSNorm(config.embed_dim, config=config)
         if not config.tie_embeddings:
             self.lm_head = Dense((config.embed_dim,), (config.vocab_size,), ("embed", "vocab"), config=config, rngs=rngs)
@@ -320,11 +344,21 @@ class Transformer(nnx.Module):
         inv_freq = rope_frequencies(self.config)
 
         x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
+        remat = self.config.remat
+        if self.config.scan_layers:
+            graphdef, stacked = nnx.split(self.layers)
+
+            def layer_step(x, layer_state):
+                return nnx.merge(graphdef, layer_state)(x, positions, mask, inv_freq), None
+
+            if remat != "none":
+                layer_step = jax.checkpoint(layer_step, policy=_REMAT[remat])
+            return jax.lax.scan(layer_step, x, stacked)[0]
         for block in self.layers:
-            if self.config.remat == "none":
+            if remat == "none":
                 x = block(x, positions, mask, inv_freq)
             else:
-                x = nnx.remat(lambda blk, *args: blk(*args), policy=_REMAT[self.config.remat])(block, x, positions, mask, inv_freq)
+                x = nnx.remat(lambda blk, *args: blk(*args), policy=_REMAT[remat])(block, x, positions, mask, inv_freq)
         return x
 
     def logits(self, x: jax.Array) -> jax.Array:
@@ -350,12 +384,24 @@ class Transformer(nnx.Module):
         inv_freq = rope_frequencies(self.config)
 
         x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
-        keys, values = [], []
-        for block, cache_k, cache_v in zip(self.layers, cache.keys, cache.values):
-            x, cache_k, cache_v = block.extend(x, positions, mask, inv_freq, cache_k, cache_v, cache.index)
-            keys.append(cache_k)
-            values.append(cache_v)
-        new_cache = KVCache(keys=tuple(keys), values=tuple(values), start=cache.start, index=cache.index + t)
+        if self.config.scan_layers:
+            graphdef, stacked = nnx.split(self.layers)
+
+            def layer_step(x, layer):
+                layer_state, cache_k, cache_v = layer
+                block = nnx.merge(graphdef, layer_state)
+                x, cache_k, cache_v = block.extend(x, positions, mask, inv_freq, cache_k, cache_v, cache.index)
+                return x, (cache_k, cache_v)
+
+            x, (keys, values) = jax.lax.scan(layer_step, x, (stacked, cache.keys, cache.values))
+        else:
+            keys, values = [], []
+            for block, cache_k, cache_v in zip(self.layers, cache.keys, cache.values):
+                x, cache_k, cache_v = block.extend(x, positions, mask, inv_freq, cache_k, cache_v, cache.index)
+                keys.append(cache_k)
+                values.append(cache_v)
+            keys, values = tuple(keys), tuple(values)
+        new_cache = KVCache(keys=keys, values=values, start=cache.start, index=cache.index + t)
         return self.logits(x[:, -1:] if last_only else x), new_cache
 
 

@@ -203,6 +203,11 @@ BAD_CONFIGS = {
         r"config key 'data\.path': dataset '/nonexistent/mix\.jsonl' does not exist",
     ),
     "dataset source without a path": ({"data.source": "jsonl"}, r"config key 'data\.path' is empty"),
+    "unknown layer layout": ({"model.scan_layers": "yes"}, r"'model\.scan_layers' is 'yes'; choose one of: auto, true, false"),
+    "LoRA dropout in scanned layers": (
+        {"model.scan_layers": "true", "lora.dropout": 0.1},
+        r"config key 'lora\.dropout' is 0\.1, but dropout is not supported with scanned layers",
+    ),
 }
 
 
@@ -339,3 +344,18 @@ def test_resume_may_change_the_attention_kernel_but_not_the_model(tmp_path, unin
     train(tiny_config(**{"training.num_steps": 10, "model.attention": "blockwise", "model.attention_block_size": 8}), workdir)
     with pytest.raises(TrainingError, match=r"model\.param_dtype='float32', but this config has 'bfloat16'"):
         train(tiny_config(**{"training.num_steps": 10, "model.param_dtype": "bfloat16"}), workdir)
+
+
+def test_scanned_layers_train_like_the_loop_and_resume_keeps_the_layout(tmp_path):
+    common = {"training.num_steps": 3, "checkpoint.schedule": "final"}
+    train(tiny_config(**common, **{"model.scan_layers": "false"}), tmp_path / "loop")
+    train(tiny_config(**common, **{"model.scan_layers": "true"}), tmp_path / "scanned")  # LoRA on stacked layers
+    loop, scanned = losses(tmp_path / "loop"), losses(tmp_path / "scanned")
+    assert sorted(scanned) == [1, 2, 3]
+    np.testing.assert_allclose([scanned[s] for s in (1, 2, 3)], [loop[s] for s in (1, 2, 3)], rtol=1e-5)
+    # "auto" resolves to the loop for this tiny preset: the checkpoint's stacked arrays would not restore.
+    with pytest.raises(TrainingError, match=r"layers are scanned \(stacked\), but this config runs them as a loop; "
+                                            r"resume with --config\.model\.scan_layers=true"):
+        train(tiny_config(**{"training.num_steps": 4}), tmp_path / "scanned")
+    train(tiny_config(**{"training.num_steps": 4, "model.scan_layers": "true"}), tmp_path / "scanned")
+    assert sorted(losses(tmp_path / "scanned")) == [1, 2, 3, 4]
