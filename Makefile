@@ -40,13 +40,17 @@ test-slow: $(VENV)/.dev-installed
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # 1. Forward+backward tokens/s of our model vs transformers' PyTorch model, same config, this host.
-# 2. The real train step (full fine-tune, then LoRA): tokens/s/device and MFU, vs the bare forward+backward.
-# 3. The input pipeline's packed tokens/s vs what the tiny model's train step consumes (target >= 10x).
+# 2. Attention: compiled memory of the blockwise kernel vs the dense one at 2k-16k tokens, and their speed.
+# 3. Compile time of the train step at 4 and 36 layers, loop vs scan_layers (flat in depth: ~1x).
+# 4. The real train step (full fine-tune, then LoRA): tokens/s/device and MFU, vs the bare forward+backward.
+# 5. The input pipeline's packed tokens/s vs what the tiny model's train step consumes (target >= 10x).
+# 6. The KV-cache sampler vs transformers' generate.
 #    On a GPU/TPU host: make bench BENCH_TRAIN_ARGS="--preset=qwen3_0p6b --seq_len=2048 --batch=16 --dtype=bfloat16"
 BENCH_TRAIN_ARGS ?= --preset=qwen3_small --seq_len=256 --batch=8
 bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.models.benchmark --preset=qwen3_small --batch=8 --seq_len=256
 	$(PY) -m nn_train.models.attention_benchmark --preset=qwen3_8b --lengths=2048,4096,8192,16384 --time_length=1024
+	$(PY) -m nn_train.compile_benchmark --preset=qwen3_small --layers=4,36
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS)
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8

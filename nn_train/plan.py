@@ -116,13 +116,12 @@ def _shard_bytes(tree, shardings) -> int:
 def model_config_for_plan(config):
     """The run's ModelConfig without reading weights: a local checkpoint's config.json, a reachable
     hub id's, or the preset of the same name (Qwen/Qwen3-8B -> qwen3_8b)."""
-    from nn_train.config import ConfigError
+    from nn_train.config import ConfigError, model_overrides
     from nn_train.models import PRESETS, config_from_hf, get_config
     from nn_train.models.hf_checkpoint import resolve_checkpoint_dir
 
     m = config.model
-    overrides = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat, attention=m.attention,
-                     attention_block_size=m.attention_block_size)
+    overrides = model_overrides(config)
     if not m.hf_checkpoint:
         return get_config(m.preset, **overrides), m.preset
     source = m.hf_checkpoint
@@ -137,8 +136,9 @@ def model_config_for_plan(config):
                           "--config.model.hf_checkpoint= --config.model.preset=<name>") from None
 
 
-def plan(config, row_tokens: int | None = None) -> Plan:
-    """Compiles the train step of `config` (its seq_len, or `row_tokens`) on the devices present."""
+def plan(config, row_tokens: int | None = None, model_config=None) -> Plan:
+    """Compiles the train step of `config` (its seq_len, or `row_tokens`) on the devices present;
+    `model_config` (a ModelConfig) plans that model in place of the config's preset or checkpoint."""
     import time
 
     import jax
@@ -159,7 +159,10 @@ def plan(config, row_tokens: int | None = None) -> Plan:
     config.data.source = "synthetic"  # the data is never read: its shapes come from the config
     validate_config(config)
     mesh = build_mesh(config)
-    model_config, model_name = model_config_for_plan(config)
+    if model_config is None:
+        model_config, model_name = model_config_for_plan(config)
+    else:
+        model_name = f"{model_config.family}, {model_config.num_layers} layers of width {model_config.embed_dim}"
     check_batch_splits(config, mesh)
     rows = config.training.global_batch_size // config.training.microbatches
 
