@@ -43,8 +43,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.param_dtype = "float32"  # storage dtype of parameters (and LoRA adapters)
     c.model.dtype = "bfloat16"  # compute dtype of matmuls and activations
     c.model.remat = "none"  # none | full | save_dots: activation rematerialisation per block
-    # auto | dense | blockwise (nn_train.models.attention): auto takes blockwise, whose memory is
-    # linear in the row length, once queries and keys both exceed one block
+    # auto | dense | blockwise | splash (nn_train.models.attention): auto takes Splash on TPU and
+    # blockwise elsewhere, both linear in the row length, once queries and keys both exceed one block
     c.model.attention = "auto"
     c.model.attention_block_size = 512
     # auto | true | false: run the layers as one jax.lax.scan over stacked parameters, so compile
@@ -85,10 +85,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.training.num_epochs = 1.0  # used when num_steps is -1
     c.training.num_steps = -1  # -1: num_epochs over the data source
     c.training.seed = 1
-    # The loss projects onto the vocabulary this many positions of a row at a time, recomputed in the
-    # backward pass (models.transformer.target_log_probs); 0: the whole row at once. Rows no longer
-    # than this are unaffected. At 10k tokens x a 152k vocabulary the whole-row float32 logits and
-    # their gradient take tens of GB (nn_train.plan).
+    # The loss projects onto the vocabulary about this many tokens per device at a time (the device's
+    # rows x a span of positions), recomputed in the backward pass (models.transformer.target_log_probs);
+    # 0: whole rows at once. A device's rows of no more tokens than this are unaffected. At 10k tokens
+    # x a 152k vocabulary the whole-row float32 logits and their gradient take tens of GB (nn_train.plan).
     c.training.loss_chunk_tokens = 2048
 
     c.mesh = ml_collections.ConfigDict()

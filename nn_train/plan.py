@@ -8,7 +8,8 @@ CPU devices on this host, one per device of the target mesh. From the compiled p
 per device: parameter, optimizer-state and frozen bytes (each array's shard), XLA's
 `memory_analysis()` (arguments, outputs, temporaries), the model FLOPs of one step, whether the total fits
 the device's memory, the longest row that would fit (a linear fit over two row lengths: memory is
-linear in the row with the blockwise attention kernel), and the step time at a stated MFU.
+linear in the row with the blockwise attention kernel), and the step time at a stated MFU. A run
+that does not fit says by how much and what is largest, and the command exits 1.
 
 What it measures is XLA:CPU's compilation of the same program: an accelerator's compiler fuses and
 lays out buffers differently, so read the bytes as an estimate of the accelerator's (the
@@ -83,6 +84,7 @@ class Plan:
     xla_flops: float  # XLA's cost analysis of the compiled step, per device: each loop body counted once
     compile_seconds: float
     max_positions: int
+    scanned: bool  # scanned layers: XLA:CPU keeps remat's savings, so temporaries are an estimate, not a bound
 
     @property
     def total_bytes(self) -> int:
@@ -145,7 +147,7 @@ def plan(config, row_tokens: int | None = None, model_config=None) -> Plan:
     import jax.numpy as jnp
     from flax import nnx
 
-    from nn_train.config import validate_config
+    from nn_train.config import ConfigError, validate_config
     from nn_train.data import BATCH_KEYS
     from nn_train.models import param_count
     from nn_train.models.lora import apply_lora
@@ -158,6 +160,9 @@ def plan(config, row_tokens: int | None = None, model_config=None) -> Plan:
         config.data.seq_len = row_tokens
     config.data.source = "synthetic"  # the data is never read: its shapes come from the config
     validate_config(config)
+    if config.model.attention == "splash":
+        raise ConfigError("config key 'model.attention' is 'splash', a TPU kernel that does not compile on this CPU host; "
+                          "plan with model.attention=auto (the blockwise kernel, whose memory bounds Splash's)")
     mesh = build_mesh(config)
     if model_config is None:
         model_config, model_name = model_config_for_plan(config)
@@ -205,6 +210,7 @@ def plan(config, row_tokens: int | None = None, model_config=None) -> Plan:
         argument_bytes=memory.argument_size_in_bytes, output_bytes=memory.output_size_in_bytes,
         alias_bytes=memory.alias_size_in_bytes, temp_bytes=memory.temp_size_in_bytes,
         flops=flops, xla_flops=float(cost.get("flops", 0.0)), compile_seconds=seconds, max_positions=model_config.max_position_embeddings,
+        scanned=model_config.scan_layers,
     )
 
 
@@ -245,9 +251,16 @@ def report(p: Plan, device: Device, usable_fraction: float, mfu: float, longest:
         f"    XLA outputs          {gib(p.output_bytes)} ({gib(p.alias_bytes)} of them in donated inputs)",
         f"    XLA temporaries      {gib(p.temp_bytes)} (activations, gradients, workspace)",
         f"    total at peak        {gib(p.total_bytes)} of {gib(usable)} usable ({usable_fraction:.0%} of {gib(device.memory_bytes)})",
-        f"  fits: {'yes' if fits else 'no'}" + ("" if fits else " by this upper bound (XLA:CPU does not keep remat's savings; "
-                                                "the accelerator's compiler may need less)"),
+        f"  fits: {'yes' if fits else 'no'}",
     ]
+    if not fits:
+        parts = {"temporaries": p.temp_bytes, "frozen parameters": p.frozen_bytes, "optimizer state": p.opt_bytes,
+                 "trained parameters": p.param_bytes}
+        largest = ", ".join(f"{name} {gib(size)}" for name, size in sorted(parts.items(), key=lambda kv: -kv[1])[:2])
+        caveat = ("XLA:CPU's estimate" if p.scanned else
+                  "an upper bound: with the layer loop XLA:CPU does not keep remat's savings; plan with model.scan_layers=true")
+        lines.append(f"  does not fit: {gib(p.total_bytes - usable)} over the usable {gib(usable)} per device (largest: {largest}; "
+                     f"{caveat}). Try more devices, a shorter row (data.seq_len), more microbatches, remat full, or bf16 weights")
     if longest is not None and longest[0] is None:
         lines.append("  longest row that fits: not estimated (the dense attention kernel grows as T^2; plan with model.attention=auto)")
     elif longest is not None:
@@ -292,7 +305,7 @@ def main() -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         print("\n".join(report(first, device, usable_flag.value, mfu_flag.value, longest)))
-        return 0
+        return 0 if first.total_bytes <= device.memory_bytes * usable_flag.value else 1
 
     app.run(run, flags_parser=parse_flags)
     return 0

@@ -8,8 +8,15 @@ Backends:
   blockwise  online softmax over key blocks of `block_size` (FlashAttention's recurrence in plain
              XLA, so it runs on every platform) with a custom backward pass that recomputes each
              block from the saved log-sum-exp: memory grows as T·block_size, linear in T;
-  auto       blockwise once both the queries and the keys span more than one block (the T² case),
-             dense otherwise (decode steps, the testbed's 256-token rows).
+  splash     on TPU, the Pallas Splash kernel (jax.experimental.pallas.ops.tpu.splash_attention):
+             causal and segment masks by block, fully masked blocks skipped, GQA native; rows are
+             split over the mesh with shard_map (batch over data × fsdp, heads over tensor). It
+             takes packed rows (training, scoring); KV-cache attention stays on blockwise/dense;
+  auto       splash on TPU and blockwise elsewhere once both the queries and the keys span more
+             than one block (the T² case), dense otherwise (decode steps, the testbed's 256-token rows).
+
+A backend this platform lacks (splash off TPU) is a one-line error naming the ones it has; the
+Splash kernel's parity with dense is tested on CPU in Pallas interpret mode (`interpret=True`).
 
 A `Mask` describes which keys each query may see without materialising [B, T, S]: a query attends
 a key of the same segment whose slot is not after its own. Training rows are causal within their
@@ -26,15 +33,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
-BACKENDS = ("auto", "dense", "blockwise")
+BACKENDS = ("auto", "dense", "blockwise", "splash")
+_SPLASH_MIN_BLOCK = 128  # the TPU lane width: Splash block sizes are multiples of it
 _NEG = jnp.finfo(jnp.float32).min
 
 
-@jax.tree_util.register_dataclass
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["q_segments", "kv_segments", "q_slots", "kv_slots"],
+                   meta_fields=["packed_rows"])
 @dataclasses.dataclass(frozen=True)
 class Mask:
     """Query t of row b may attend key s iff q_segments[b, t] == kv_segments[b, s] and
@@ -44,13 +54,14 @@ class Mask:
     kv_segments: jax.Array  # [B, S] int32
     q_slots: jax.Array  # [B, T] int32: each query's position on the key axis
     kv_slots: jax.Array  # [S] int32
+    packed_rows: bool = False  # static: self-attention over packed rows (slots = positions 0..T-1), as Splash takes
 
     @classmethod
     def packed(cls, segment_ids: jax.Array) -> "Mask":
         """Self-attention over rows of packed segments [B, T] (0 = padding): causal within a segment."""
         b, t = segment_ids.shape
         slots = jnp.arange(t, dtype=jnp.int32)
-        return cls(segment_ids, segment_ids, jnp.broadcast_to(slots, (b, t)), slots)
+        return cls(segment_ids, segment_ids, jnp.broadcast_to(slots, (b, t)), slots, packed_rows=True)
 
     @classmethod
     def cache(cls, start: jax.Array, index: jax.Array, length: int, max_len: int) -> "Mask":
@@ -73,23 +84,41 @@ def _allowed(q_segments, q_slots, kv_segments, kv_slots) -> jax.Array:
     return same & (kv_slots[None, None, :] <= q_slots[:, :, None])
 
 
-def resolve_backend(backend: str, query_len: int, key_len: int, block_size: int) -> str:
+def available_backends(platform: str | None = None) -> tuple[str, ...]:
+    """The backends this platform (default: JAX's default backend) runs."""
+    platform = platform or jax.default_backend()
+    return BACKENDS if platform == "tpu" else tuple(b for b in BACKENDS if b != "splash")
+
+
+def resolve_backend(backend: str, query_len: int, key_len: int, block_size: int, *, packed_rows: bool = True,
+                    interpret: bool = False) -> str:
+    """The kernel `attend` runs for `backend` on this platform; an unavailable one is a one-line error."""
     if backend not in BACKENDS:
         raise ValueError(f"attention backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    has = available_backends()
+    if backend not in has and not (backend == "splash" and interpret):
+        raise ValueError(f"attention backend '{backend}' needs a TPU; this platform ({jax.default_backend()}) has: {', '.join(has)}")
+    long_rows = query_len > block_size and key_len > block_size
     if backend == "auto":
-        return "blockwise" if query_len > block_size and key_len > block_size else "dense"
+        backend = "splash" if long_rows and packed_rows and "splash" in has else "blockwise" if long_rows else "dense"
+    if backend == "splash" and not packed_rows:  # a KV cache: Splash takes packed self-attention only
+        return "blockwise" if long_rows else "dense"
     return backend
 
 
 def attend(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask: Mask, *, backend: str = "auto",
-           block_size: int = 512) -> jax.Array:
+           block_size: int = 512, interpret: bool = False) -> jax.Array:
     """Grouped-query attention, out [B, T, N, H] in v's dtype; logits and softmax in float32.
 
     The G query heads of a kv head are folded into the query axis ([B, K, G·T, H]), so both products
     are plain batched matmuls over (B, K), the layout XLA runs fastest on every backend.
+    `interpret` runs the Splash kernel in Pallas interpret mode (any platform; for tests).
     """
     b, t, n, h = q_btnh.shape
     s, k = k_bskh.shape[1], k_bskh.shape[2]
+    kernel = resolve_backend(backend, t, s, block_size, packed_rows=mask.packed_rows, interpret=interpret)
+    if kernel == "splash":
+        return _splash(q_btnh, k_bskh, v_bskh, mask.q_segments, block_size, interpret)
     g = n // k
     q_bkqh = q_btnh.reshape(b, t, k, g, h).transpose(0, 2, 3, 1, 4).reshape(b, k, g * t, h)  # query row = g·T + t
     k_bksh = k_bskh.transpose(0, 2, 1, 3)
@@ -97,7 +126,7 @@ def attend(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask: Mask, 
     q_segments = jnp.tile(mask.q_segments, (1, g))  # [B, G·T], matching the folded rows
     q_slots = jnp.tile(mask.q_slots, (1, g))
     scale = h**-0.5
-    if resolve_backend(backend, t, s, block_size) == "dense":
+    if kernel == "dense":
         out_bkqh = _dense(q_bkqh, k_bksh, v_bksh, _allowed(q_segments, q_slots, mask.kv_segments, mask.kv_slots), scale)
     else:
         out_bkqh = _blockwise(q_bkqh, k_bksh, v_bksh, q_segments, q_slots, mask.kv_segments, mask.kv_slots, scale, block_size)
@@ -203,3 +232,61 @@ def _blockwise_backward(scale, block_size, residuals, d_out):
 
 
 _blockwise.defvjp(_blockwise_forward, _blockwise_backward)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splash (TPU): the Pallas kernel over packed rows, split over the mesh with shard_map
+
+
+def _splash(q_btnh, k_bskh, v_bskh, segments_bt, block_size: int, interpret: bool) -> jax.Array:
+    from jax.sharding import PartitionSpec as P
+
+    b, t, n, h = q_btnh.shape
+    k = k_bskh.shape[2]
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return _splash_rows(q_btnh, k_bskh, v_bskh, segments_bt, block_size, interpret)
+    sizes = dict(mesh.shape)
+    data_axes = tuple(a for a in ("data", "fsdp") if sizes.get(a, 1) > 1)
+    rows = data_axes if data_axes and b % math.prod(sizes[a] for a in data_axes) == 0 else None
+    tensor = sizes.get("tensor", 1)
+    heads = "tensor" if tensor > 1 and n % tensor == 0 and k % tensor == 0 else None
+    spec = P(rows, None, heads, None)
+    run = functools.partial(_splash_rows, block_size=block_size, interpret=interpret)
+    return jax.shard_map(run, mesh=mesh, in_specs=(spec, spec, spec, P(rows, None)), out_specs=spec,
+                         check_vma=False)(q_btnh, k_bskh, v_bskh, segments_bt)
+
+
+def _splash_rows(q_btnh, k_bskh, v_bskh, segments_bt, block_size: int, interpret: bool) -> jax.Array:
+    """Splash over this device's rows: [B, T, N, H] with causal attention within segments."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+
+    b, t, n, h = q_btnh.shape
+    block = min(_round_up(block_size, _SPLASH_MIN_BLOCK), _round_up(t, _SPLASH_MIN_BLOCK))
+    padded = _round_up(t, block)
+    pad = lambda x: jnp.pad(x, ((0, 0), (0, padded - t)) + ((0, 0),) * (x.ndim - 2))  # noqa: E731
+    # Splash does not scale the logits; heads first per row. Padding tokens share segment 0 with
+    # the row's own padding, so no query is left without a key.
+    q_bnth = pad(q_btnh * jnp.asarray(h**-0.5, q_btnh.dtype)).transpose(0, 2, 1, 3)
+    k_bkth, v_bkth = (pad(x).transpose(0, 2, 1, 3) for x in (k_bskh, v_bskh))
+    segments = pad(segments_bt)
+    kernel = _splash_kernel(n, padded, block, interpret)
+    out_bnth = jax.vmap(lambda q, k, v, seg: kernel(q, k, v, segment_ids=splash.SegmentIds(q=seg, kv=seg)))(
+        q_bnth, k_bkth, v_bkth, segments)
+    return out_bnth.transpose(0, 2, 1, 3)[:, :t].astype(v_bskh.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _splash_kernel(num_heads: int, length: int, block: int, interpret: bool):
+    """The causal Splash kernel for rows of `length` (its block-sparsity tables are built once)."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
+
+    causal = splash_mask.MultiHeadMask([splash_mask.CausalMask((length, length)) for _ in range(num_heads)])
+    sizes = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
+                              block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
+    return splash.make_splash_mha(causal, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return -(-x // multiple) * multiple

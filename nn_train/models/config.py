@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import jax.numpy as jnp
 
+from nn_train.models.attention import BACKENDS
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Rematerialisation of each decoder block in the backward pass:
 #   none        keep every activation (fastest, most memory)
@@ -23,8 +25,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 #   save_dots   keep matmul outputs, recompute the cheap element-wise work
 #   offload     keep matmul outputs in pinned host memory instead of device memory
 REMAT_POLICIES = ("none", "full", "save_dots", "offload")
-# Attention kernels (nn_train.models.attention): auto | dense | blockwise
-ATTENTION_BACKENDS = ("auto", "dense", "blockwise")
+# Attention kernels: auto | dense | blockwise | splash (nn_train.models.attention)
+ATTENTION_BACKENDS = BACKENDS
 FAMILIES = ("qwen3", "llama3")
 # scan_layers=None scans the layers of models this large: every published preset (Qwen3-0.6B has
 # 0.6B), where compile time would otherwise grow with depth; the CPU-sized presets keep the loop.

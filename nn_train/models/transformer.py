@@ -419,24 +419,35 @@ def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def target_log_probs(model: "Transformer", hidden: jax.Array, targets: jax.Array, chunk_tokens: int = 0) -> jax.Array:
     """log p(targets) [B, T] from hidden states [B, T, D] (Transformer.hidden_states).
 
-    With `chunk_tokens` > 0 and rows longer than it, the vocabulary projection and its softmax run a
-    chunk of positions at a time and are recomputed in the backward pass, so the float32 [B, T, V]
-    logits (and the several copies their gradient needs) never exist at once: at 10k tokens and
-    Qwen's 152k vocabulary each copy is 6 GB per row. Each position's log-probability is the same
-    computation either way.
+    With `chunk_tokens` > 0, the vocabulary projection and its softmax run about `chunk_tokens`
+    tokens per device at a time (each device's rows × a span of positions) and are recomputed in
+    the backward pass, so the float32 [B, T, V] logits (and the several copies their gradient
+    needs) never exist at once: at 10k tokens and Qwen's 152k vocabulary each copy is 6 GB per row.
+    Rows whose device share fits one chunk take the whole-row path. Each position's log-probability
+    is the same computation either way.
     """
     b, t, d = hidden.shape
-    if chunk_tokens <= 0 or t <= chunk_tokens:
+    rows_per_device = max(1, b // _data_parallel_devices())
+    span = max(1, chunk_tokens // rows_per_device)  # positions per chunk
+    if chunk_tokens <= 0 or t <= span:
         return token_log_probs(model.logits(hidden), targets)
     graphdef, state = nnx.split(model)
-    chunks = -(-t // chunk_tokens)
-    pad = chunks * chunk_tokens - t
-    hidden_nbcd = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, chunks, chunk_tokens, d).swapaxes(0, 1)
-    targets_nbc = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, chunks, chunk_tokens).swapaxes(0, 1)
+    chunks = -(-t // span)
+    pad = chunks * span - t
+    hidden_nbcd = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(b, chunks, span, d).swapaxes(0, 1)
+    targets_nbc = jnp.pad(targets, ((0, 0), (0, pad))).reshape(b, chunks, span).swapaxes(0, 1)
 
     @jax.checkpoint
     def chunk(state, hidden_bcd, targets_bc):
         return token_log_probs(nnx.merge(graphdef, state).logits(hidden_bcd), targets_bc)
 
     log_probs_nbc = jax.lax.map(lambda xs: chunk(state, *xs), (hidden_nbcd, targets_nbc))
-    return log_probs_nbc.swapaxes(0, 1).reshape(b, chunks * chunk_tokens)[:, :t]
+    return log_probs_nbc.swapaxes(0, 1).reshape(b, chunks * span)[:, :t]
+
+
+def _data_parallel_devices() -> int:
+    """How many devices the rows split over (data × fsdp) under the mesh in scope; 1 without one."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return 1
+    return math.prod(size for name, size in mesh.shape.items() if name in ("data", "fsdp"))

@@ -2,6 +2,7 @@
 follow the shardings, its row fit is consistent with its own compiles, and the CLI says whether a
 run fits."""
 
+import re
 import subprocess
 import sys
 
@@ -77,8 +78,10 @@ def test_cli_says_whether_the_run_fits():
     assert f"on 2 x {DEVICES['v5e'].name}, mesh {{'data': 1, 'fsdp': 2, 'tensor': 1}}" in fits.stdout
     assert "fits: yes" in fits.stdout and "predicted step time at 40% MFU" in fits.stdout
     tight = _cli("--devices=1", "--device=h100", "--usable_fraction=1e-9", "--longest_row=true")
-    assert tight.returncode == 0, tight.stderr[-2000:]
+    assert tight.returncode == 1, tight.stderr[-2000:]  # a run that does not fit fails the command
     assert "fits: no" in tight.stdout
+    assert re.search(r"does not fit: [\d.,]+ MiB over the usable 0\.\d MiB per device \(largest: temporaries [\d.,]+ MiB, "
+                     r"frozen parameters [\d.,]+ MiB; an upper bound: with the layer loop", tight.stdout), tight.stdout
     assert "longest row that fits: ~0 tokens (linear fit of compiles at 2,048 and 4,096 tokens" in tight.stdout
     dense = _cli("--devices=1", "--config.model.attention=dense")
     assert "longest row that fits: not estimated (the dense attention kernel grows as T^2" in dense.stdout
@@ -89,3 +92,9 @@ def test_cli_names_a_bad_config_key():
     assert bad.returncode == 1
     assert "error: config key 'training.global_batch_size'" in bad.stderr
 
+
+
+def test_cli_explains_that_splash_is_planned_as_blockwise():
+    splash = _cli("--devices=1", "--config.model.attention=splash", "--longest_row=false")
+    assert splash.returncode == 1
+    assert "error: config key 'model.attention' is 'splash', a TPU kernel that does not compile on this CPU host" in splash.stderr

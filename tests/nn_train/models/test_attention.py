@@ -11,7 +11,7 @@ from flax import nnx
 
 from nn_train.models import create_model, get_config
 from nn_train.models.transformer import KVCache
-from nn_train.models.attention import Mask, attend, resolve_backend
+from nn_train.models.attention import Mask, attend, available_backends, resolve_backend
 
 TOL = 1e-5
 
@@ -191,3 +191,69 @@ def test_chunked_loss_matches_the_whole_row_loss():
     np.testing.assert_allclose(chunked, whole, atol=TOL, rtol=0)
     for g_c, g_w in zip(jax.tree.leaves(grads_chunked), jax.tree.leaves(grads_whole)):
         np.testing.assert_allclose(g_c, g_w, atol=TOL, rtol=0)
+
+
+def test_loss_chunks_hold_chunk_tokens_per_device():
+    """A chunk spans chunk_tokens / (rows per device) positions: with the rows split over more
+    data-parallel devices, each chunk covers more positions and the loop runs fewer times."""
+    from nn_train.models import target_log_probs
+    from nn_train.sharding import make_mesh
+
+    model = create_model(get_config("qwen3_tiny"), seed=0)
+    hidden = jnp.zeros((4, 16, model.config.embed_dim), jnp.float32)
+    targets = jnp.zeros((4, 16), jnp.int32)
+
+    def loop_lengths() -> list[int]:
+        jaxpr = jax.make_jaxpr(lambda h: target_log_probs(model, h, targets, chunk_tokens=8))(hidden)
+        return [eqn.params["length"] for eqn in jaxpr.jaxpr.eqns if eqn.primitive.name == "scan"]
+
+    assert loop_lengths() == [8]  # 4 rows on one device: 2 positions per chunk
+    with jax.set_mesh(make_mesh(data=2, fsdp=2, tensor=2)):
+        assert loop_lengths() == [2]  # 1 row per device: 8 positions per chunk
+
+
+
+# Splash is a TPU kernel; Pallas interpret mode runs the same kernel code on CPU.
+@pytest.mark.parametrize("n, k, t", [(4, 4, 200), (4, 2, 300), (4, 1, 128)], ids=["mha-ragged", "gqa-3-blocks", "mqa-1-block"])
+def test_splash_matches_dense_on_packed_rows(n, k, t):
+    b, h = 3, 32
+    q, kk, v = _qkv(b, t, t, n, k, h, seed=4)
+    segments = np.ones((b, t), np.int32)
+    segments[0, t // 3:] = 2  # two documents
+    segments[1, t - 40:] = 0  # trailing padding
+    segments[2] = np.repeat([1, 2, 3, 4], -(-t // 4))[:t]
+    mask = Mask.packed(jnp.asarray(segments))
+    weights = jax.random.normal(jax.random.PRNGKey(9), (b, t, n, h))
+
+    def run(backend):
+        out = lambda q, k, v: attend(q, k, v, mask, backend=backend, block_size=128, interpret=True)  # noqa: E731
+        return out(q, kk, v), jax.grad(lambda *x: (out(*x) * weights).sum(), argnums=(0, 1, 2))(q, kk, v)
+
+    (out_d, grads_d), (out_s, grads_s) = run("dense"), run("splash")
+    np.testing.assert_allclose(out_s, out_d, atol=TOL, rtol=0)
+    for g_s, g_d in zip(grads_s, grads_d):
+        np.testing.assert_allclose(g_s, g_d, atol=5 * TOL, rtol=0)  # sums over ~300 keys in another order
+
+
+def test_splash_under_a_mesh_splits_rows_and_heads():
+    from nn_train.sharding import make_mesh
+
+    q, kk, v = _qkv(4, 256, 256, 4, 2, 32, seed=5)
+    segments = jnp.asarray(np.repeat([[1, 2], [1, 1], [3, 0], [1, 2]], 128, axis=1), jnp.int32)
+    dense = attend(q, kk, v, Mask.packed(segments), backend="dense")
+    run = jax.jit(lambda q, k, v, seg: attend(q, k, v, Mask.packed(seg), backend="splash", block_size=128, interpret=True))
+    with jax.set_mesh(make_mesh(data=2, fsdp=2, tensor=2)):
+        text = run.lower(q, kk, v, segments).as_text()
+        out = run(q, kk, v, segments)
+    assert "shard_map" in text or "manual" in text.lower()  # the kernel runs per device, not on gathered rows
+    np.testing.assert_allclose(out, dense, atol=TOL, rtol=0)
+
+
+def test_splash_needs_a_tpu_and_takes_packed_rows_only():
+    assert "splash" in available_backends("tpu") and "splash" not in available_backends("cpu")
+    with pytest.raises(ValueError, match=r"attention backend 'splash' needs a TPU; this platform \(cpu\) has: auto, dense, blockwise$"):
+        resolve_backend("splash", 4096, 4096, 512)
+    assert resolve_backend("auto", 4096, 4096, 512) == "blockwise"  # on CPU
+    # a KV cache's attention is not packed self-attention: blockwise or dense, as auto would pick
+    assert resolve_backend("splash", 9, 4096, 512, packed_rows=False, interpret=True) == "dense"
+    assert resolve_backend("splash", 4096, 4096, 512, packed_rows=False, interpret=True) == "blockwise"
