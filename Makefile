@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench bench-accel clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -55,6 +55,12 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8
 	$(PY) -m eval.benchmark --preset=qwen3_small --batch=8 --prompt_len=64 --new_tokens=64
+
+# On a GPU or TPU host: MFU of full fine-tuning (qwen3_1p7b shape, bf16, 2,048-token rows) and of
+# LoRA r32 (qwen3_8b shape, 4,096), decode tokens/s against the HBM roofline, and the long-row
+# attention kernel against dense (nn_train/accel_benchmark.py; ~8 min on an H100, random weights).
+bench-accel: $(VENV)/.dev-installed
+	$(PY) -m nn_train.accel_benchmark
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

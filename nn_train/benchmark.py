@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import jax
 from absl import app, flags
-from flax import nnx
 
-from nn_train.config import default_config
-from nn_train.metrics import peak_flops, train_flops_per_token
-from nn_train.models import param_count, token_log_probs
-from nn_train.metrics import median_step_seconds
-from nn_train.trainer import setup
+from nn_train.models import param_count
+from nn_train.timing import time_train_step
 
 _PRESET = flags.DEFINE_string("preset", "qwen3_small", "Model preset.")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 256, "Tokens per row.")
@@ -35,58 +31,19 @@ _TENSOR = flags.DEFINE_integer("tensor", 1, "Tensor-parallel mesh size (the rest
 
 def main(argv):
     del argv
-    config = default_config()
-    config.model.preset = _PRESET.value
-    config.model.dtype = _DTYPE.value
-    config.model.remat = _REMAT.value
-    config.lora.enabled = _LORA.value
-    config.data.seq_len = _SEQ_LEN.value
-    config.training.global_batch_size = _BATCH.value
-    config.training.microbatches = _MICROBATCHES.value
-    config.training.num_steps = 1000
-    config.mesh.tensor = _TENSOR.value
-    run = setup(config)
-
-    from nn_train.data import SyntheticSource
-
-    source = SyntheticSource(vocab_size=run.model_config.vocab_size, seq_len=_SEQ_LEN.value, num_examples=_BATCH.value, seed=0)
-    batch = run.device_batch(source.next_batch(_BATCH.value, _MICROBATCHES.value))
-    state = [run.state]
-
-    def train_step():
-        state[0], metrics = run.step_fn(state[0], run.frozen, batch)
-        jax.block_until_ready(metrics)
-
-    graphdef = run.graphdef
-
-    @jax.jit
-    def bare_forward_backward(params, frozen, batch):
-        def loss(params):
-            flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), batch)
-            logits = nnx.merge(graphdef, params, frozen)(flat["inputs"], positions=flat["positions"], segment_ids=flat["segment_ids"])
-            return -(token_log_probs(logits, flat["targets"]) * flat["weights"]).sum()
-
-        return jax.value_and_grad(loss)(params)
-
-    def bare_step():
-        jax.block_until_ready(bare_forward_backward(state[0]["params"], run.frozen, batch))
-
-    with jax.set_mesh(run.mesh):
-        step_time = median_step_seconds(train_step, _WARMUP.value, _STEPS.value)
-        bare_time = median_step_seconds(bare_step, _WARMUP.value, _STEPS.value)
-
-    devices = run.mesh.size
-    tokens = _BATCH.value * _SEQ_LEN.value
-    flops = train_flops_per_token(run.model_config, _SEQ_LEN.value) * tokens
+    timing = time_train_step(preset=_PRESET.value, seq_len=_SEQ_LEN.value, batch=_BATCH.value, dtype=_DTYPE.value,
+                             remat=_REMAT.value, lora=_LORA.value, microbatches=_MICROBATCHES.value, tensor=_TENSOR.value,
+                             steps=_STEPS.value, warmup=_WARMUP.value)
+    devices, step_time, bare_time = timing.devices, timing.step_seconds, timing.bare_seconds
+    tokens = timing.tokens
     device = jax.devices()[0]
-    peak = peak_flops(device.device_kind, _DTYPE.value)
     mode = "LoRA r32 + unembedding" if _LORA.value else "full fine-tune"
-    print(f"train step, {_PRESET.value} ({param_count(run.model_config) / 1e9:.3f}B params), {mode}, batch {_BATCH.value} x "
+    print(f"train step, {_PRESET.value} ({param_count(timing.model_config) / 1e9:.3f}B params), {mode}, batch {_BATCH.value} x "
           f"{_SEQ_LEN.value} tokens, {_MICROBATCHES.value} microbatch(es), compute {_DTYPE.value}, remat={_REMAT.value}")
-    print(f"devices: {devices} x {device.device_kind} ({device.platform}); mesh {dict(run.mesh.shape)}")
+    print(f"devices: {devices} x {device.device_kind} ({device.platform}); mesh {timing.mesh}")
     print(f"  train step (AdamW, sharded)     {tokens / step_time / devices:>12,.0f} tokens/s/device   {step_time * 1e3:9.1f} ms/step")
-    print(f"  TFLOP/s/device                  {flops / step_time / devices / 1e12:12.3f}")
-    print(f"  MFU                             {flops / step_time / devices / peak:12.1%}" if peak else
+    print(f"  TFLOP/s/device                  {timing.flops / step_time / devices / 1e12:12.3f}")
+    print(f"  MFU                             {timing.mfu:12.1%}" if timing.mfu is not None else
           f"  MFU                             {'n/a':>12}   (no bf16 peak known for {device.device_kind} / {_DTYPE.value})")
     print(f"  baseline: bare forward+backward {tokens / bare_time / devices:>12,.0f} tokens/s/device   {bare_time * 1e3:9.1f} ms/step")
     print(f"  ratio train step / bare         {bare_time / step_time:12.2f}x")

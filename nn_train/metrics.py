@@ -41,6 +41,30 @@ PEAK_BF16_FLOPS = {
 }
 
 
+# HBM bandwidth of one device in bytes/s (vendor figures; H100 / H200 are the SXM parts), keyed
+# like PEAK_BF16_FLOPS by a substring of jax's device_kind.
+HBM_BYTES_PER_S = {
+    "H100": 3.35e12,
+    "H200": 4.8e12,
+    "A100": 2.04e12,
+    "TPU v4": 1.2e12,
+    "TPU v5 lite": 8.19e11,
+    "TPU v5e": 8.19e11,
+    "TPU v5p": 2.765e12,
+    "TPU v5": 2.765e12,
+    "TPU v6 lite": 1.64e12,
+    "TPU v6e": 1.64e12,
+}
+
+
+def hbm_bandwidth(device_kind: str) -> float | None:
+    """HBM bytes/s of one device, or None when unknown (CPU, new chips)."""
+    for name, bandwidth in HBM_BYTES_PER_S.items():
+        if name.lower() in device_kind.lower():
+            return bandwidth
+    return None
+
+
 def matmul_params(config: ModelConfig) -> int:
     d, n, k, h, f = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim, config.mlp_dim
     per_layer = d * n * h * 2 + d * k * h * 2 + 3 * d * f  # q, o; k, v; gate, up, down
