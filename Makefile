@@ -43,8 +43,9 @@ test-slow: $(VENV)/.dev-installed
 # 2. Attention: compiled memory of the blockwise kernel vs the dense one at 2k-16k tokens, and their speed.
 # 3. Compile time of the train step at 4 and 36 layers, loop vs scan_layers (flat in depth: ~1x).
 # 4. The real train step (full fine-tune, then LoRA): tokens/s/device and MFU, vs the bare forward+backward.
-# 5. The input pipeline's packed tokens/s vs what the tiny model's train step consumes (target >= 10x).
-# 6. The KV-cache sampler vs transformers' generate.
+# 5. K runs as one program (vmap over runs) vs the same K runs one after another.
+# 6. The input pipeline's packed tokens/s vs what the tiny model's train step consumes (target >= 10x).
+# 7. The KV-cache sampler vs transformers' generate.
 #    On a GPU/TPU host: make bench BENCH_TRAIN_ARGS="--preset=qwen3_0p6b --seq_len=2048 --batch=16 --dtype=bfloat16"
 BENCH_TRAIN_ARGS ?= --preset=qwen3_small --seq_len=256 --batch=8
 bench: $(VENV)/.dev-installed
@@ -53,6 +54,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.compile_benchmark --preset=qwen3_small --layers=4,36
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS)
 	$(PY) -m nn_train.benchmark $(BENCH_TRAIN_ARGS) --lora
+	$(PY) -m nn_train.runs_benchmark --preset=qwen3_testbed_narrow --runs=4 --seq_len=256 --batch=8
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8
 	$(PY) -m eval.benchmark --preset=qwen3_small --batch=8 --prompt_len=64 --new_tokens=64
 

@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -268,12 +268,11 @@ def setup(config: ml_collections.ConfigDict) -> TrainSetup:
                       batch_sharding, step_fn, trace_count)
 
 
-def make_train_step(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    state_sharding, frozen_shardings, batch_sharding: NamedSharding, trace_count: list | None = None):
-    """The jitted `step_fn(state, frozen, batch) -> (state, metrics)`; shardings fix its layout, so it
-    can be lowered from abstract arrays (nn_train.plan) as well as run. `trace_count[0]` counts traces."""
+def train_step_function(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                        trace_count: list | None = None):
+    """The pure `train_step(state, frozen, batch) -> (state, metrics)` that make_train_step jits and
+    make_runs_train_step vmaps. `trace_count[0]` counts traces."""
     trace_count = [0] if trace_count is None else trace_count
-    replicated = NamedSharding(batch_sharding.mesh, P())
     dropout_seed = config.training.seed
     uses_dropout = config.lora.enabled and config.lora.dropout > 0
 
@@ -315,13 +314,51 @@ def make_train_step(config: ml_collections.ConfigDict, graphdef, tx: optax.Gradi
         }
         return new_state, metrics
 
-    step_fn = jax.jit(
-        train_step,
+    return train_step
+
+
+def make_train_step(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    state_sharding, frozen_shardings, batch_sharding: NamedSharding, trace_count: list | None = None):
+    """The jitted `step_fn(state, frozen, batch) -> (state, metrics)`; shardings fix its layout, so it
+    can be lowered from abstract arrays (nn_train.plan) as well as run. `trace_count[0]` counts traces."""
+    replicated = NamedSharding(batch_sharding.mesh, P())
+    return jax.jit(
+        train_step_function(config, graphdef, tx, schedule, trace_count),
         in_shardings=(state_sharding, frozen_shardings, batch_sharding),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),
     )
-    return step_fn
+
+
+def make_runs_train_step(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                         state_sharding, frozen_shardings, batch_sharding: NamedSharding, trace_count: list | None = None):
+    """K runs of one model as one program: `step_fn(states, frozen, batches) -> (states, metrics)`.
+
+    States (`stack_runs` of K train states) and batches carry a leading runs axis [K, ...]; the
+    frozen base is shared (a LoRA sweep over conditions and seeds of one base), and every metric
+    comes back per run [K]. Each run computes what make_train_step computes for it alone; runs
+    differ in their data and initial state (seeds), not in config. The runs axis is not sharded:
+    every device holds its shard of every run.
+    """
+    with_runs = lambda sharding: NamedSharding(sharding.mesh, P(None, *sharding.spec))  # noqa: E731
+    states_sharding = jax.tree.map(with_runs, state_sharding)
+    per_run = NamedSharding(batch_sharding.mesh, P())
+    return jax.jit(
+        jax.vmap(train_step_function(config, graphdef, tx, schedule, trace_count), in_axes=(0, None, 0)),
+        in_shardings=(states_sharding, frozen_shardings, with_runs(batch_sharding)),
+        out_shardings=(states_sharding, per_run),
+        donate_argnums=(0,),
+    )
+
+
+def stack_runs(trees: Sequence[Any]) -> Any:
+    """K pytrees of one structure (train states, host batches) → one with a leading runs axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves) if isinstance(leaves[0], jax.Array) else np.stack(leaves), *trees)
+
+
+def run_of(stacked: Any, index: int) -> Any:
+    """Run `index` of a stacked pytree (its state, its metrics), e.g. to checkpoint it alone."""
+    return jax.tree.map(lambda leaf: leaf[index], stacked)
 
 
 def _run_metadata(config: ml_collections.ConfigDict, run: TrainSetup) -> dict:
