@@ -42,7 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.hf_checkpoint = ""  # Hugging Face checkpoint dir or hub id: its config and weights
     c.model.param_dtype = "float32"  # storage dtype of parameters (and LoRA adapters)
     c.model.dtype = "bfloat16"  # compute dtype of matmuls and activations
-    c.model.remat = "none"  # none | full | save_dots: activation rematerialisation per block
+    c.model.remat = "none"  # none | full | save_dots | offload: activation rematerialisation per block
     # auto | dense | blockwise | splash (nn_train.models.attention): auto takes Splash on TPU and
     # blockwise elsewhere, both linear in the row length, once queries and keys both exceed one block
     c.model.attention = "auto"

@@ -59,10 +59,12 @@ HBM_BYTES_PER_S = {
 
 def hbm_bandwidth(device_kind: str) -> float | None:
     """HBM bytes/s of one device, or None when unknown (CPU, new chips)."""
-    for name, bandwidth in HBM_BYTES_PER_S.items():
-        if name.lower() in device_kind.lower():
-            return bandwidth
-    return None
+    return _for_device_kind(HBM_BYTES_PER_S, device_kind)
+
+
+def _for_device_kind(table: dict[str, float], device_kind: str) -> float | None:
+    """The first entry whose name is in `device_kind` (case-insensitive); None when none is."""
+    return next((value for name, value in table.items() if name.lower() in device_kind.lower()), None)
 
 
 def matmul_params(config: ModelConfig) -> int:
@@ -80,10 +82,7 @@ def peak_flops(device_kind: str, dtype: str) -> float | None:
     """Peak dense FLOP/s of one device for `dtype`, or None when unknown (CPU, float32, new chips)."""
     if dtype != "bfloat16":
         return None
-    for name, flops in PEAK_BF16_FLOPS.items():
-        if name.lower() in device_kind.lower():
-            return flops
-    return None
+    return _for_device_kind(PEAK_BF16_FLOPS, device_kind)
 
 
 def median_step_seconds(step, warmup: int, steps: int) -> float:

@@ -5,7 +5,6 @@ attention layer's forward+backward per kernel. No flags here, so every benchmark
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import jax
@@ -87,7 +86,6 @@ def time_train_step(*, preset: str, seq_len: int, batch: int, dtype: str, remat:
     )
 
 
-
 def _grad_fn(backend: str, block_size: int):
     def loss(q, k, v, segments):
         return attend(q, k, v, Mask.packed(segments), backend=backend, block_size=block_size).astype(jnp.float32).sum()
@@ -113,10 +111,4 @@ def attention_step_seconds(config, length: int, backend: str, block_size: int, s
     args = [jnp.asarray(rng.standard_normal(s.shape), dtype) for s in (q, k, v)]
     segments = jnp.asarray(np.repeat([1, 2], [length // 2, length - length // 2])[None], jnp.int32)  # two packed documents
     fn = _grad_fn(backend, block_size)
-    jax.block_until_ready(fn(*args, segments))
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args, segments))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_step_seconds(lambda: jax.block_until_ready(fn(*args, segments)), 1, steps)

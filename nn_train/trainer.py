@@ -42,7 +42,7 @@ from nn_train.data import SyntheticSource
 from nn_train.input_pipeline import RecordsSource, count_rows, read_jsonl
 from nn_train.metrics import MetricsWriter, peak_flops, train_flops_per_token
 from nn_train.models import create_model, get_config, target_log_probs
-from nn_train.models.attention import available_backends
+from nn_train.models.attention import check_available
 from nn_train.models.hf_checkpoint import load_hf_model
 from nn_train.models.lora import LoRAConfig, apply_lora
 from nn_train.models.transformer import Transformer
@@ -241,9 +241,10 @@ def check_batch_splits(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
 
 def setup(config: ml_collections.ConfigDict) -> TrainSetup:
     validate_config(config)
-    if config.model.attention not in available_backends():
-        raise ConfigError(f"config key 'model.attention' is '{config.model.attention}', which needs a TPU; this platform "
-                          f"({jax.default_backend()}) has: {', '.join(available_backends())}")
+    try:
+        check_available(config.model.attention)
+    except ValueError as e:
+        raise ConfigError(f"config key 'model.attention': {e}") from None
     mesh = build_mesh(config)
     check_batch_splits(config, mesh)
     model = build_model(config, mesh)

@@ -90,14 +90,21 @@ def available_backends(platform: str | None = None) -> tuple[str, ...]:
     return BACKENDS if platform == "tpu" else tuple(b for b in BACKENDS if b != "splash")
 
 
+def check_available(backend: str) -> None:
+    """A one-line ValueError unless this platform runs `backend`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"attention backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    if backend not in available_backends():
+        raise ValueError(f"attention backend '{backend}' needs a TPU; this platform ({jax.default_backend()}) has: "
+                         f"{', '.join(available_backends())}")
+
+
 def resolve_backend(backend: str, query_len: int, key_len: int, block_size: int, *, packed_rows: bool = True,
                     interpret: bool = False) -> str:
     """The kernel `attend` runs for `backend` on this platform; an unavailable one is a one-line error."""
-    if backend not in BACKENDS:
-        raise ValueError(f"attention backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    if not (backend == "splash" and interpret):
+        check_available(backend)
     has = available_backends()
-    if backend not in has and not (backend == "splash" and interpret):
-        raise ValueError(f"attention backend '{backend}' needs a TPU; this platform ({jax.default_backend()}) has: {', '.join(has)}")
     long_rows = query_len > block_size and key_len > block_size
     if backend == "auto":
         backend = "splash" if long_rows and packed_rows and "splash" in has else "blockwise" if long_rows else "dense"

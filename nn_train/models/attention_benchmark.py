@@ -12,7 +12,6 @@ dense / blockwise seconds (> 1: blockwise faster).
 
 from __future__ import annotations
 
-
 import jax
 from absl import app, flags
 

@@ -32,7 +32,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from nn_train.models.hf_checkpoint import hf_module_name, staged_directory
-from nn_train.models.transformer import Dense, Transformer, add_layers_axis
+from nn_train.models.transformer import Dense, Transformer, stack_layers
 
 DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
 
@@ -127,7 +127,7 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
         # Drawn layer by layer in the loop's order, then stacked: the same adapters as the loop's.
         per_layer = [[adapter_for(dense) for _, dense in targets] for _ in range(mc.num_layers)]
         for j, (_, dense) in enumerate(targets):
-            dense.lora = stack_adapters([layer[j] for layer in per_layer])
+            dense.lora = stack_layers([layer[j] for layer in per_layer])
     else:
         for _, dense in targets:
             dense.lora = adapter_for(dense)
@@ -141,14 +141,6 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
             model.lm_head.lora = unembed_adapter
             adapted.append("lm_head")
     return adapted
-
-
-def stack_adapters(adapters: list[LoRA]) -> LoRA:
-    """One adapter of the layers' adapters stacked on a leading "layers" axis (as stack_blocks does
-    for blocks)."""
-    graphdef, _ = nnx.split(adapters[0])
-    stacked = jax.tree.map(lambda *values: jnp.stack(values), *(nnx.state(adapter) for adapter in adapters))
-    return nnx.merge(graphdef, jax.tree.map(add_layers_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
 def lora_modules(model: Transformer) -> dict[str, LoRA]:

@@ -282,16 +282,16 @@ _REMAT = {
 }
 
 
-def stack_blocks(blocks: Sequence[Block]) -> Block:
-    """One Block whose every variable holds the blocks' values stacked on a leading axis (logical
-    axis "layers"): what jax.lax.scan runs over. Blocks are built one by one first, so a scanned
-    model starts from the same weights as the loop of the same seed."""
-    graphdef, _ = nnx.split(blocks[0])
-    stacked = jax.tree.map(lambda *values: jnp.stack(values), *(nnx.state(block) for block in blocks))
-    return nnx.merge(graphdef, jax.tree.map(add_layers_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
+def stack_layers(modules: Sequence[nnx.Module]) -> nnx.Module:
+    """One module of the layers' modules (Blocks, or their LoRA adapters) whose every variable holds
+    their values stacked on a leading axis (logical axis "layers"): what jax.lax.scan runs over. The
+    modules are built one by one first, so a scanned model starts from the loop's weights of a seed."""
+    graphdef, _ = nnx.split(modules[0])
+    stacked = jax.tree.map(lambda *values: jnp.stack(values), *(nnx.state(module) for module in modules))
+    return nnx.merge(graphdef, jax.tree.map(_add_layers_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
-def add_layers_axis(variable: nnx.Variable) -> nnx.Variable:
+def _add_layers_axis(variable: nnx.Variable) -> nnx.Variable:
     """A copy of a stacked variable whose logical axes start with "layers"."""
     variable = variable.replace(variable.get_value())
     axes = variable.get_metadata().get("logical_axes")
@@ -307,7 +307,7 @@ class Transformer(nnx.Module):
         blocks = [Block(config, rngs=rngs) for _ in range(config.num_layers)]
         # Scanned: one Block of stacked [L, ...] variables (paths "layers.attn.q_proj.kernel"); else a
         # list of Blocks ("layers.3.attn.q_proj.kernel").
-        self.layers = stack_blocks(blocks) if config.scan_layers else nnx.List(blocks)
+        self.layers = stack_layers(blocks) if config.scan_layers else nnx.List(blocks)
         self.final_norm = RMSNorm(config.embed_dim, config=config)
         if not config.tie_embeddings:
             self.lm_head = Dense((config.embed_dim,), (config.vocab_size,), ("embed", "vocab"), config=config, rngs=rngs)

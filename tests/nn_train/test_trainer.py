@@ -204,7 +204,7 @@ BAD_CONFIGS = {
     ),
     "dataset source without a path": ({"data.source": "jsonl"}, r"config key 'data\.path' is empty"),
     "attention kernel this platform lacks": ({"model.attention": "splash"},
-                                              r"'model\.attention' is 'splash', which needs a TPU; this platform \(cpu\) has: auto, dense, blockwise$"),
+                                              r"'model\.attention': attention backend 'splash' needs a TPU; this platform \(cpu\) has: auto, dense, blockwise$"),
     "unknown layer layout": ({"model.scan_layers": "yes"}, r"'model\.scan_layers' is 'yes'; choose one of: auto, true, false"),
     "LoRA dropout in scanned layers": (
         {"model.scan_layers": "true", "lora.dropout": 0.1},
