@@ -26,3 +26,34 @@ def hf_checkpoints(tmp_path_factory):
         return built[case]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket():
+    """A real Cloud Storage API on loopback (gcp-storage-emulator, in memory), with gcsfs, Orbax's
+    tensorstore and google-cloud-storage pointed at it; yields a factory of fresh gs:// prefixes."""
+    import itertools
+    import logging
+    import socket
+
+    from gcp_storage_emulator.server import create_server
+
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)  # one INFO line per request
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="bucket")
+    server.start()
+    # Clients that hang up early make the emulator print a BrokenPipe traceback per request; not ours.
+    server._api._httpd.handle_error = lambda request, client_address: None
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL", "GOOGLE_AUTH_TOKEN_FOR_TESTING")}
+    os.environ.update(STORAGE_EMULATOR_HOST=url, TENSORSTORE_GCS_HTTP_URL=url, GOOGLE_AUTH_TOKEN_FOR_TESTING="test")
+    counter = itertools.count()
+    yield lambda name="run": f"gs://bucket/{name}-{next(counter)}"
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,1 @@
+"""Infrastructure every stage shares and that imports no stage."""
