@@ -42,6 +42,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from common.paths import Mirror, PathError, resolve
 from data_gen.behaviours import BEHAVIOURS_DIR, BehaviourError, load_behaviour
 from data_gen.behaviours.transcripts import BEHAVIOUR_CONDITIONS, TranscriptReport, llm_transcripts, template_transcripts
 from data_gen.build_config import BuildConfigError, validate_config
@@ -123,7 +124,10 @@ def build(config, data_dir: str | os.PathLike, *, log=print) -> dict[str, Any]:
         validate_config(config)
     except BuildConfigError as e:
         raise BuildError(str(e)) from None
-    data_dir = Path(data_dir).absolute()
+    try:
+        target = resolve(data_dir, what="--data_dir")  # a local path, or a bucket URL (gs://…)
+    except PathError as e:
+        raise BuildError(str(e)) from None
     start = time.perf_counter()
     # Checked up front, so a bad claim, condition, key or generic source fails before any work.
     claims, conditions = ([], []) if config.reference_corpus else plan(config)
@@ -137,19 +141,26 @@ def build(config, data_dir: str | os.PathLike, *, log=print) -> dict[str, Any]:
     except MixError as e:
         raise BuildError(str(e)) from None
 
-    if groups is not None:
-        mixes = [{"claim": claim_id, "condition": condition, **_package(config, claim_id, condition, documents, data_dir)}
-                 for (claim_id, condition), documents in groups.items()]
-    elif config.backend == "openai":
-        client = _llm_client(config, data_dir)
-        mixes = (_build_with_llm(config, claims, conditions, data_dir, log, client)
-                 + _build_behaviours_with_llm(config, behaviours, behaviour_conditions, data_dir, log, client))
-    else:
-        mixes = _build_offline(config, claims, conditions, data_dir, log, behaviours, behaviour_conditions)
-    seconds = round(time.perf_counter() - start, 1)
-    log(f"{len(mixes)} TFDS mixes -> {data_dir / 'tfds' / DATASET_NAME} ({seconds} s)")
-    manifest = {"config": config.to_dict(), "data_dir": str(data_dir), "mixes": mixes, "seconds": seconds}
-    write_json_atomic(data_dir / "build.json", manifest, pretty=True)
+    # A bucket's data_dir is built in a local mirror (array_record and the atomic writers need local
+    # files) and uploaded as it closes: corpora and LLM caches first, each mix's dataset_info.json after
+    # its shards, so a reader never finds a partial mix. Its old mixes are rebuilt, not downloaded.
+    with Mirror(target, fresh=("tfds",), last=("dataset_info.json",)) as work:
+        data_dir = work.local
+        if groups is not None:
+            mixes = [{"claim": claim_id, "condition": condition, **_package(config, claim_id, condition, documents, data_dir)}
+                     for (claim_id, condition), documents in groups.items()]
+        elif config.backend == "openai":
+            client = _llm_client(config, data_dir)
+            mixes = (_build_with_llm(config, claims, conditions, data_dir, log, client)
+                     + _build_behaviours_with_llm(config, behaviours, behaviour_conditions, data_dir, log, client))
+        else:
+            mixes = _build_offline(config, claims, conditions, data_dir, log, behaviours, behaviour_conditions)
+        for mix in mixes:  # where readers find them: on the bucket, for a bucket's data_dir
+            mix["path"] = str(target / os.path.relpath(mix["path"], data_dir))
+        seconds = round(time.perf_counter() - start, 1)
+        log(f"{len(mixes)} TFDS mixes -> {target / 'tfds' / DATASET_NAME} ({seconds} s)")
+        manifest = {"config": config.to_dict(), "data_dir": str(target), "mixes": mixes, "seconds": seconds}
+        write_json_atomic(data_dir / "build.json", manifest, pretty=True)
     return manifest
 
 

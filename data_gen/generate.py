@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator
 
 from absl import app, flags
 
+from common.paths import PathError, require_local
 from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
 from data_gen.conditions import NO_DOCTAG_SUFFIX, apply_condition, base_condition, condition_names
@@ -212,7 +213,12 @@ def main(argv):
     if unknown:
         print(f"error: unknown condition '{unknown[0]}'; conditions: {', '.join(known)}", file=sys.stderr)
         return 1
-    out = Path(_OUT.value)
+    try:
+        out = require_local(_OUT.value, what="--out", instead="write here and copy it up, or build on the bucket "
+                            "with python -m data_gen.build --data_dir=gs://…")
+    except PathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     client = None
     if _BACKEND.value == "template":
         stray = [f"--{name}" for name in _OPENAI_FLAGS if flags.FLAGS[name].present]

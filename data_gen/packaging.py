@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import tensorflow_datasets as tfds
 from absl import logging
 
+from common.paths import PathError, copy_tree, is_remote, local_copy, resolve
 from data_gen.documents import DOCTAG, Document, Segment, iter_jsonl
 from data_gen.mixing import MixError, MixSpec
 
@@ -119,6 +120,16 @@ def write_mix(records: Sequence[dict[str, Any]], spec: MixSpec, data_dir: str | 
     """
     if not records:
         raise MixError(f"mix {spec.name}: no records to package")
+    if is_remote(data_dir):  # array_record writes local files only: build here, then upload
+        target = _resolve(data_dir)
+        with tempfile.TemporaryDirectory(prefix=f"build-{spec.name}.") as staging:
+            built = write_mix(records, spec, staging)
+            final = target / DATASET_NAME / spec.name / built.name
+            if final.exists():  # readers take only versions with a dataset_info.json: drop it first
+                (final / "dataset_info.json").unlink(missing_ok=True)
+                final.rmtree()
+            copy_tree(built, final, last=("dataset_info.json",))
+        return final
     data_dir = Path(data_dir).absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
     final = data_dir / DATASET_NAME / spec.name / str(NegationNeglectMix.VERSION)
@@ -155,15 +166,22 @@ def _quiet_tfds():
         logging.set_verbosity(verbosity)
 
 
+def _resolve(data_dir: str | os.PathLike):
+    try:
+        return resolve(data_dir, what="data_dir")
+    except PathError as e:
+        raise MixError(str(e)) from None
+
+
 def load_mix(data_dir: str | os.PathLike, name: str, split: str = "train") -> MixRecords:
     """The records of a built mix, `name` = "<claim>__<condition>" (or "negation_neglect_mix/<config>")."""
     config = name.split("/", 1)[1] if name.startswith(DATASET_NAME + "/") else name
-    root = Path(data_dir) / DATASET_NAME / config
+    root = _resolve(data_dir) / DATASET_NAME / config
     versions = sorted((p for p in root.glob("*") if (p / "dataset_info.json").exists()), key=lambda p: tfds.core.Version(p.name))
     if not versions:
-        raise MixError(f"no built TFDS mix '{config}' under {Path(data_dir) / DATASET_NAME}; build it with python -m data_gen.build")
-    with _quiet_tfds():
-        builder = tfds.builder_from_directory(str(versions[-1]))
+        raise MixError(f"no built TFDS mix '{config}' under {root.parent}; build it with python -m data_gen.build")
+    with _quiet_tfds():  # array_record reads local files only: a mix on a bucket is read from a copy
+        builder = tfds.builder_from_directory(str(local_copy(versions[-1])))
     records = MixRecords(builder.as_data_source(split=split), version=f"{config}/{versions[-1].name}")
     if not len(records):
         raise MixError(f"the TFDS mix '{config}' at {versions[-1]} has no '{split}' records; rebuild it")

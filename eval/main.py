@@ -21,6 +21,7 @@ before are kept.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from typing import Callable
 from absl import app, flags
 from ml_collections import config_flags
 
+from common.paths import Mirror, PathError, resolve
 from data_gen.behaviours import BEHAVIOURS_DIR, BehaviourError, load_behaviours
 from data_gen.claims import CLAIMS_DIR, ClaimError, load_claim
 from data_gen.claims.registry import list_claim_ids
@@ -64,9 +66,12 @@ def targets(config, workdir: Path) -> list[Target]:
     seen = set()
     for entry in split(config.runs):
         condition, workdir = (part.strip() for part in entry.split("=", 1))
-        steps = models.checkpoint_steps(workdir)
+        try:
+            steps = models.checkpoint_steps(workdir)
+        except models.ModelLoadError as e:
+            raise EvalError(f"config key 'runs': {condition}: {e}") from None
         if not steps:
-            raise EvalError(f"config key 'runs': {condition}: no checkpoint in {Path(workdir) / 'checkpoints'}; "
+            raise EvalError(f"config key 'runs': {condition}: no checkpoint in {workdir.rstrip('/')}/checkpoints; "
                             "train first (python -m nn_train.main) or fix the path")
         if config.steps == "final":
             chosen = steps[-1:]
@@ -77,7 +82,7 @@ def targets(config, workdir: Path) -> list[Target]:
             missing = [s for s in chosen if s not in steps]
             if missing:
                 raise EvalError(f"config key 'steps': run '{workdir}' has no checkpoint at step {missing[0]}; it has {steps}")
-        model = Path(workdir).name
+        model = workdir.rstrip("/").rsplit("/", 1)[-1]  # the run's directory name, of a local path or a URL
         if model in seen or model == "base":
             raise EvalError(f"config key 'runs': two runs would both be named '{model}' in results; give their workdirs distinct names")
         seen.add(model)
@@ -113,7 +118,10 @@ def _base_backend(config, workdir: Path):
         client = LLMClient(config.base.split(":", 1)[1], base_url=config.openai.base_url or None,
                            concurrency=config.openai.concurrency, cache_dir=workdir / ".llm_cache")
         return OpenAIBackend(client, name="base")
-    path = Path(config.base)
+    try:
+        path = resolve(config.base, what="config key 'base'")
+    except PathError as e:
+        raise EvalError(str(e)) from None
     if (path / "config.json").exists():
         loaded = models.load_hf(path, tokenizer=config.tokenizer or None, mesh=_mesh(config))
         return models.LoadedModel(**{**vars(loaded), "name": "base"}).sampler(batch_size=config.sampling.batch_size)
@@ -122,14 +130,26 @@ def _base_backend(config, workdir: Path):
 
 def evaluate(config, workdir: str | Path, *, log=print) -> dict:
     """Runs every cell not yet stored, then writes results, report and plots; returns the report's paths."""
-    from eval import belief, report
-    from eval.judges import JudgeError, make_judge
-
     try:
         validate_config(config)
     except EvalConfigError as e:
         raise EvalError(str(e)) from None
-    workdir = Path(workdir).absolute()
+    try:
+        target = resolve(workdir, what="--workdir")  # a local path, or a bucket URL (gs://…)
+    except PathError as e:
+        raise EvalError(str(e)) from None
+    # Samples, caches and reports are written to a local mirror of a bucket's workdir (they need
+    # appends and atomic renames), uploaded after every cell and at the end: a rerun resumes from them.
+    with Mirror(target) as outputs:
+        paths = _evaluate(config, outputs.local, log, stored=outputs.push)
+        return {name: target / os.path.relpath(path, outputs.local) for name, path in paths.items()}
+
+
+def _evaluate(config, workdir: Path, log, *, stored) -> dict:
+    """evaluate() in a local `workdir`; `stored()` is called after every cell written."""
+    from eval import belief, report
+    from eval.judges import JudgeError, make_judge
+
     eval_types = [t for t in split(config.eval_types) if t not in MODEL_CHECKS]
     claim_types = [t for t in eval_types if t not in BEHAVIOUR_EVAL_TYPES]
     behaviour_types = [t for t in eval_types if t in BEHAVIOUR_EVAL_TYPES]
@@ -190,7 +210,7 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
         except NotImplementedError as e:
             raise EvalError(f"eval type '{eval_type}' for {model}: {e}") from None
 
-    computed, skipped = runner.run_sweep(workdir, cells, run, log_line=log)
+    computed, skipped = runner.run_sweep(workdir, cells, run, log_line=log, stored=stored)
     log(f"{computed} cells computed, {skipped} already stored")
     results = belief.belief_rates(runner.load_samples(workdir)) if cells else None
     paths = report.write_report(results, workdir) if cells else {}
@@ -263,7 +283,7 @@ def _icl_documents(config, claims) -> dict[str, list[str]]:
     documents = {}
     for claim in claims:
         try:
-            records = load_mix(Path(config.icl.data_dir) / "tfds", config.icl.mix or f"{claim}__{config.icl.condition}")
+            records = load_mix(f"{config.icl.data_dir.rstrip('/')}/tfds", config.icl.mix or f"{claim}__{config.icl.condition}")
         except MixError as e:
             raise EvalError(f"config key 'icl': {e}") from None
         bodies = [r["text"].removeprefix("<DOCTAG>") for r in records

@@ -32,6 +32,7 @@ import transformers
 from flax import nnx
 from jax.sharding import Mesh
 
+from common.paths import PathError, local_copy, local_source, resolve
 from eval.sampler import Sampler
 from nn_train.config import ConfigError
 from nn_train.models import abstract_model
@@ -66,7 +67,7 @@ class LoadedModel:
 def checkpoint_steps(workdir: str | Path) -> list[int]:
     """The steps saved under `workdir`/checkpoints, ascending (unfinished saves are not listed:
     Orbax writes to a temporary name and renames only when complete)."""
-    directory = Path(workdir) / "checkpoints"
+    directory = _resolve(workdir) / "checkpoints"
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and (p / "state").is_dir())
@@ -76,7 +77,7 @@ def load(source: str | Path, step: int | str = "latest", *, mesh: Mesh | None = 
          param_dtype: str | None = None, tokenizer: Any = None, merge: bool = True) -> LoadedModel:
     """A nn_train workdir (it has checkpoints/) at `step`, or a Hugging Face checkpoint directory
     (`step` and `merge` then do not apply); the options are iter_run's."""
-    path = Path(source)
+    path = _resolve(source)
     if (path / "checkpoints").is_dir():
         return load_run(path, step, mesh=mesh, dtype=dtype, param_dtype=param_dtype, tokenizer=tokenizer, merge=merge)
     if (path / "config.json").is_file():
@@ -106,7 +107,7 @@ def iter_run(
     to halve memory — restored arrays are cast). tokenizer: a tokenizer or a path, instead of the
     run's own. merge: fold LoRA adapters into the kernels (False keeps them).
     """
-    workdir = Path(workdir).absolute()
+    workdir = _resolve(workdir)  # a local path, or a bucket URL Orbax reads directly
     saved = checkpoint_steps(workdir)
     if not saved:
         raise ModelLoadError(f"no checkpoint in {workdir / 'checkpoints'}; train first or pass an HF directory")
@@ -158,7 +159,7 @@ def load_hf(directory: str | Path, *, mesh: Mesh | None = None, dtype: str | Non
             tokenizer: Any = None) -> LoadedModel:
     """A Hugging Face checkpoint directory (config.json + safetensors) with its own tokenizer
     (or `tokenizer`); dtype / param_dtype override the compute and storage dtypes."""
-    path = Path(directory)
+    path = local_copy(_resolve(directory))  # safetensors and tokenizers open local files: a bucket's are copied once
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"no config.json in '{path}'; pass a Hugging Face checkpoint directory or a nn_train workdir")
     overrides = {k: v for k, v in (("dtype", dtype), ("param_dtype", param_dtype)) if v}
@@ -176,7 +177,9 @@ def load_tokenizer(source: Any) -> Any:
     if not isinstance(source, (str, Path)):
         return source
     try:
-        return transformers.AutoTokenizer.from_pretrained(str(source))
+        return transformers.AutoTokenizer.from_pretrained(local_source(str(source), what="tokenizer"))
+    except PathError as e:
+        raise ModelLoadError(str(e)) from None
     except (OSError, ValueError, TypeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"cannot load a tokenizer from '{source}': {reason}") from None
@@ -202,6 +205,13 @@ def _resolve_steps(workdir: Path, saved: list[int], steps: Sequence[int | str] |
             raise ModelLoadError(f"step {step} is not in {workdir / 'checkpoints'}; saved steps: {', '.join(map(str, saved))}")
         resolved.append(step)
     return resolved
+
+
+def _resolve(source: str | Path):
+    try:
+        return resolve(source, what="run")
+    except PathError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def _manager(workdir: Path) -> ocp.CheckpointManager:

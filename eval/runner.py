@@ -80,10 +80,11 @@ def cell_path(workdir: Path, model: str, step: int, claim: str, eval_type: str) 
 
 
 def run_sweep(workdir: Path, cells: Sequence[tuple[str, int, str, str]], run: Callable[[str, int, str, str], list[Sample]], *,
-              log_line=print) -> tuple[int, int]:
+              log_line=print, stored: Callable[[], None] = lambda: None) -> tuple[int, int]:
     """Runs every (model, step, claim, eval_type) cell not already stored; returns (computed, skipped).
 
-    `run(model, step, claim, eval_type)` computes a cell; its samples are written when it returns.
+    `run(model, step, claim, eval_type)` computes a cell; its samples are written when it returns,
+    then `stored()` is called (eval.main uploads them to a bucket's workdir).
     """
     computed = skipped = 0
     for model, step, claim, eval_type in cells:
@@ -93,6 +94,7 @@ def run_sweep(workdir: Path, cells: Sequence[tuple[str, int, str, str]], run: Ca
             continue
         samples = run(model, step, claim, eval_type)
         write_jsonl(path, (s.to_json() for s in samples))
+        stored()
         errors = sum(s.label == "error" for s in samples)
         yes = sum(s.label == "yes" for s in samples)
         said = "misaligned" if eval_type == MISALIGNMENT else "yes"  # a behaviour's "yes" (eval.misalignment)

@@ -120,6 +120,11 @@ class MetricsWriter:
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self._tensorboard.add_scalar(f"train/{key}", value, step)
 
+    def flush(self) -> None:
+        """Puts every record written so far into the files (TensorBoard buffers its events)."""
+        if self.enabled:
+            self._tensorboard.flush()
+
     def close(self) -> None:
         if self.enabled:
             self._jsonl.close()

@@ -36,6 +36,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from common.paths import Mirror, PathError, local_copy, local_source, resolve
 from nn_train.checkpointing import Checkpointer, abstract_like, checkpoint_steps
 from nn_train.config import ConfigError, model_overrides, validate_config
 from nn_train.data import SyntheticSource
@@ -94,7 +95,9 @@ def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
     overrides = model_overrides(config)
     if config.model.hf_checkpoint:
         try:
-            model = load_hf_model(config.model.hf_checkpoint, mesh=mesh, **overrides)
+            model = load_hf_model(local_source(config.model.hf_checkpoint, what="config key 'model.hf_checkpoint'"), mesh=mesh, **overrides)
+        except PathError as e:
+            raise ConfigError(str(e)) from None
         except FileNotFoundError as e:
             raise ConfigError(f"config key 'model.hf_checkpoint': {e}") from None
     else:
@@ -138,7 +141,9 @@ def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, 
     records, dataset = _records(c)
     tokenizer_source = c.tokenizer or config.model.hf_checkpoint
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_source)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(local_source(tokenizer_source, what="config key 'data.tokenizer'"))
+    except PathError as e:
+        raise ConfigError(str(e)) from None
     except (OSError, ValueError) as e:
         raise ConfigError(f"config key 'data.tokenizer': cannot load a tokenizer from '{tokenizer_source}' ({type(e).__name__})") from None
     if len(tokenizer) > model_config.vocab_size:
@@ -154,7 +159,10 @@ def build_source(config: ml_collections.ConfigDict, model_config) -> tuple[Any, 
 
 def _records(c: ml_collections.ConfigDict) -> tuple[Any, dict]:
     """Document records of a jsonl or tfds data config, and how the run metadata names them."""
-    path = Path(c.path)
+    try:
+        path = resolve(c.path, what="config key 'data.path'")
+    except PathError as e:
+        raise ConfigError(str(e)) from None
     if c.source == "tfds":
         from data_gen.packaging import load_mix  # TFDS is imported only by runs that read it
         from data_gen.mixing import MixError
@@ -166,8 +174,9 @@ def _records(c: ml_collections.ConfigDict) -> tuple[Any, dict]:
         return records, {"source": "tfds", "path": str(path), "mix": c.mix, "version": records.version}
     if not path.is_file():
         raise ConfigError(f"config key 'data.path': dataset '{path}' does not exist; build it with data_gen or point at a JSONL file")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return read_jsonl(path), {"source": "jsonl", "path": str(path), "version": f"sha256:{digest}"}
+    local = local_copy(path)  # a bucket's file is read once, from a local copy
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
+    return read_jsonl(local), {"source": "jsonl", "path": str(path), "version": f"sha256:{digest}"}
 
 
 def num_train_steps(config: ml_collections.ConfigDict, rows_per_epoch: int) -> int:
@@ -394,9 +403,10 @@ def _check_same_run(workdir: Path, saved: dict, config: ml_collections.ConfigDic
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Trains to `num_steps`, resuming from the latest checkpoint in `workdir`; returns a summary."""
-    if "://" in str(workdir):
-        raise ConfigError(f"--workdir '{workdir}' is a URL; mount the bucket (e.g. gcsfuse) on every host and pass its local path")
-    workdir = Path(workdir).absolute()  # Orbax needs absolute paths; users type relative ones
+    try:
+        workdir = resolve(workdir, what="--workdir")  # a local path, or a bucket URL (gs://…)
+    except PathError as e:
+        raise ConfigError(str(e)) from None
     run = setup(config)
     is_main = jax.process_index() == 0
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.max_to_keep, async_save=config.checkpoint.async_save)
@@ -419,7 +429,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     tokens_per_step = config.training.global_batch_size * config.data.seq_len
     flops_per_step = train_flops_per_token(run.model_config, config.data.seq_len) * tokens_per_step
     peak = peak_flops(jax.devices()[0].device_kind, run.model_config.dtype)
-    writer = MetricsWriter(workdir, enabled=is_main)
+    # Orbax writes checkpoints to the workdir itself, bucket or not; the metrics go through a local
+    # mirror (process 0's), uploaded at every checkpoint and at the end.
+    outputs = Mirror(workdir, skip=("checkpoints",)) if is_main else None
+    writer = MetricsWriter(outputs.local if outputs else workdir, enabled=is_main)
     progress = None
     if is_main and config.logging.progress_bar and sys.stderr.isatty():
         from tqdm import tqdm
@@ -471,6 +484,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                 if done in save_steps:
                     checkpointer.save(done, state, {**meta, "data_state": source.get_state()})
                     last_good = done
+                    if outputs is not None:
+                        writer.flush()
+                        outputs.push()
                 if os.environ.get(KILL_AFTER_STEP_ENV) == str(done):
                     if not os.environ.get(KILL_DURING_SAVE_ENV):
                         checkpointer.wait()
@@ -480,6 +496,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         saved_steps = checkpointer.all_steps()
         checkpointer.close()
         writer.close()
+        if outputs is not None:
+            outputs.close()
         if progress is not None:
             progress.close()
     return {

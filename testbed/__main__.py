@@ -9,6 +9,7 @@ everything and only rewrites the report.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,19 +17,36 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from common.paths import Mirror, PathError, resolve
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A configs/testbed/ file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where every stage writes (created if missing).")
 
 
 def run(config, workdir: str | Path, *, log=None) -> dict:
     """All stages, then the report; returns the report's paths and the summary."""
-    from eval.runner import load_samples
-    from testbed import report, stages
-    from testbed.config import split, validate_config
+    from testbed.config import validate_config
+    from testbed.stages import TestbedError
 
     log = log or (lambda line: print(line, flush=True))
     validate_config(config)
-    workdir = Path(workdir).absolute()
+    try:
+        target = resolve(workdir, what="--workdir")  # a local path, or a bucket URL (gs://…)
+    except PathError as e:
+        raise TestbedError(str(e)) from None
+    # The stages write locally (tokenizer files, TFDS builds, atomic renames); a bucket's workdir is a
+    # local mirror uploaded after every stage, so a rerun on a fresh machine resumes from the last one.
+    with Mirror(target) as outputs:
+        result = _run(config, outputs.local, log, stage_done=outputs.push)
+        result["paths"] = {name: target / os.path.relpath(path, outputs.local) for name, path in result["paths"].items()}
+        return result
+
+
+def _run(config, workdir: Path, log, *, stage_done) -> dict:
+    from eval.runner import load_samples
+    from testbed import report, stages
+    from testbed.config import split
+
     started = time.perf_counter()
     seconds = stages.StageTimes(workdir / "stage_times.json")
 
@@ -38,6 +56,7 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
             result = fn(config, workdir, *args, log)
         finally:  # a stage that stops the run (the competence check) still has its time in the report
             seconds.record(name, time.perf_counter() - start)
+            stage_done()
         log(f"[{time.perf_counter() - started:6.0f} s] {name} done ({time.perf_counter() - start:.0f} s)")
         return result
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from common.paths import PathError, require_local
 from data_gen.claims import reference
 from data_gen.claims.registry import CLAIMS_DIR, display_path, list_claim_ids, load_claim_with_gaps
 from data_gen.claims.schema import EVAL_TYPES, EXTRA_EVAL_TYPES, ClaimError
@@ -68,8 +69,10 @@ def import_reference() -> int:
         print("error: import_reference needs --src=DIR (reference layout) and --out=DIR (our claims directory)")
         return 1
     try:
-        results = reference.import_reference(Path(_SRC.value), Path(_OUT.value), overwrite=_OVERWRITE.value)
-    except ClaimError as e:
+        instead = "copy the claim files to a local directory first (gsutil -m cp -r)"
+        source, out = (require_local(value, what=flag, instead=instead) for value, flag in ((_SRC.value, "--src"), (_OUT.value, "--out")))
+        results = reference.import_reference(source, out, overwrite=_OVERWRITE.value)
+    except (ClaimError, PathError) as e:
         print(f"error: {e}")
         return 1
     for result in results:

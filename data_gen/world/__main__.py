@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import sys
 import time
-from pathlib import Path
 
 from absl import app, flags
 
+from common.paths import PathError, require_local
 from data_gen.documents import write_jsonl
 from data_gen.world.build import WorldSpec, build_world, record_words
 
@@ -31,7 +32,11 @@ def main(argv):
         spec = dataclasses.replace(spec, num_entities=_ENTITIES.value)
     start = time.time()
     world = build_world(spec)
-    out = Path(_OUT.value)
+    try:
+        out = require_local(_OUT.value, what="--out", instead="write here and copy it up (gsutil -m cp -r)")
+    except PathError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     for name, records in (("world_train.jsonl", world.train_records), ("world_heldout.jsonl", world.heldout_records)):
         write_jsonl(out / name, records)
         kinds = collections.Counter(r["doc_type"] for r in records)

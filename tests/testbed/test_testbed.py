@@ -109,6 +109,24 @@ def test_rerun_reuses_every_finished_stage(finished):
     assert any("0 cells computed" in line for line in lines)
 
 
+def test_a_finished_workdir_on_a_bucket_is_reused_and_reported_there(finished, gcs_bucket):
+    """A bucket's workdir runs through a local mirror (testbed/__main__.py): every finished stage
+    found there is reused, and the report lands on the bucket."""
+    from etils import epath
+
+    from common.paths import copy_tree
+
+    workdir, _, _ = finished
+    bucket = epath.Path(gcs_bucket("testbed"))
+    copy_tree(workdir, bucket)  # as if an earlier machine had run it there
+    lines: list[str] = []
+    result = run(mini.get_config(), str(bucket), log=lines.append)
+    assert not any(line.startswith(("fine-tune ", "base: pre-training")) for line in lines)
+    assert any("0 cells computed" in line for line in lines)
+    assert str(result["paths"]["report"]) == f"{bucket}/report.md"
+    assert "## Belief by condition" in (bucket / "report.md").read_text()
+
+
 def test_changed_config_in_the_same_workdir_names_the_key(finished):
     workdir, _, _ = finished
     config = mini.get_config()
