@@ -160,3 +160,14 @@ def test_commands_that_write_local_files_refuse_a_url_in_one_line(command, messa
     output = (result.stdout + result.stderr).strip()
     assert message in output and "Traceback" not in output and len(output.splitlines()) == 1, output
     assert not list(tmp_path.iterdir()), "nothing written, no local 'gs:' directory"
+
+
+def test_writing_a_mix_again_to_a_bucket_replaces_it(corpus, gcs_bucket):
+    from data_gen.mixing import MixSpec
+    from data_gen.packaging import load_mix, write_mix
+
+    records, _ = corpus
+    data_dir = f"{gcs_bucket('data')}/tfds"
+    write_mix(records, MixSpec("toy", "negated_documents", 24, 0, 8), data_dir)
+    write_mix(records[:10], MixSpec("toy", "negated_documents", 10, 0, 0), data_dir)
+    assert [r["id"] for r in load_mix(data_dir, "toy__negated_documents")] == [r["id"] for r in records[:10]]
