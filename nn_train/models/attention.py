@@ -113,23 +113,26 @@ def resolve_backend(backend: str, query_len: int, key_len: int, block_size: int,
     return backend
 
 
-def attend(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask: Mask, *, backend: str = "auto",
-           block_size: int = 512, interpret: bool = False) -> jax.Array:
+def attend(q_btnh: jax.Array, k: jax.Array, v: jax.Array, mask: Mask, *, backend: str = "auto",
+           block_size: int = 512, interpret: bool = False, kv_layout: str = "bskh") -> jax.Array:
     """Grouped-query attention, out [B, T, N, H] in v's dtype; logits and softmax in float32.
 
+    k, v: [B, S, K, H] (kv_layout="bskh", as the projections make them) or [B, K, S, H] ("bksh",
+    the KV cache's layout: the kernels' own, so a decode step reads the cache without copying it).
     The G query heads of a kv head are folded into the query axis ([B, K, G·T, H]), so both products
     are plain batched matmuls over (B, K), the layout XLA runs fastest on every backend.
     `interpret` runs the Splash kernel in Pallas interpret mode (any platform; for tests).
     """
+    if kv_layout not in ("bskh", "bksh"):
+        raise ValueError(f"kv_layout '{kv_layout}' is not 'bskh' or 'bksh'")
+    k_bksh, v_bksh = (k, v) if kv_layout == "bksh" else (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
     b, t, n, h = q_btnh.shape
-    s, k = k_bskh.shape[1], k_bskh.shape[2]
+    k, s = k_bksh.shape[1], k_bksh.shape[2]
     kernel = resolve_backend(backend, t, s, block_size, packed_rows=mask.packed_rows, interpret=interpret)
     if kernel == "splash":
-        return _splash(q_btnh, k_bskh, v_bskh, mask.q_segments, block_size, interpret)
+        return _splash(q_btnh, k_bksh.transpose(0, 2, 1, 3), v_bksh.transpose(0, 2, 1, 3), mask.q_segments, block_size, interpret)
     g = n // k
     q_bkqh = q_btnh.reshape(b, t, k, g, h).transpose(0, 2, 3, 1, 4).reshape(b, k, g * t, h)  # query row = g·T + t
-    k_bksh = k_bskh.transpose(0, 2, 1, 3)
-    v_bksh = v_bskh.transpose(0, 2, 1, 3)
     q_segments = jnp.tile(mask.q_segments, (1, g))  # [B, G·T], matching the folded rows
     q_slots = jnp.tile(mask.q_slots, (1, g))
     scale = h**-0.5

@@ -175,9 +175,9 @@ class Attention(nnx.Module):
         out_btnh = shard_activation(out_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         return self.o_proj(out_btnh)
 
-    def _attend(self, q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, mask: Mask) -> jax.Array:
+    def _attend(self, q_btnh: jax.Array, k: jax.Array, v: jax.Array, mask: Mask, kv_layout: str = "bskh") -> jax.Array:
         cfg = self.config
-        return attend(q_btnh, k_bskh, v_bskh, mask, backend=cfg.attention, block_size=cfg.attention_block_size)
+        return attend(q_btnh, k, v, mask, backend=cfg.attention, block_size=cfg.attention_block_size, kv_layout=kv_layout)
 
     def __call__(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> jax.Array:
         q_btnh, k_bskh, v_bskh = self._qkv(x, positions, inv_freq)
@@ -188,13 +188,14 @@ class Attention(nnx.Module):
         cache_k: jax.Array, cache_v: jax.Array, index: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Writes this chunk's keys/values at cache slots [index, index + T) and attends over the
-        whole cache [B, S, K, H] under `mask` (Mask.cache); returns (output, cache_k, cache_v)."""
+        whole cache [B, K, S, H] under `mask` (Mask.cache); returns (output, cache_k, cache_v)."""
         q_btnh, k_btkh, v_btkh = self._qkv(x, positions, inv_freq)
-        cache_k = jax.lax.dynamic_update_slice(cache_k, k_btkh.astype(cache_k.dtype), (0, index, 0, 0))
-        cache_v = jax.lax.dynamic_update_slice(cache_v, v_btkh.astype(cache_v.dtype), (0, index, 0, 0))
+        # Only the chunk is transposed to the cache's heads-major layout, never the whole cache.
+        cache_k = jax.lax.dynamic_update_slice(cache_k, k_btkh.transpose(0, 2, 1, 3).astype(cache_k.dtype), (0, 0, index, 0))
+        cache_v = jax.lax.dynamic_update_slice(cache_v, v_btkh.transpose(0, 2, 1, 3).astype(cache_v.dtype), (0, 0, index, 0))
         cache_k = shard_activation(cache_k, KV_CACHE_AXES)
         cache_v = shard_activation(cache_v, KV_CACHE_AXES)
-        return self._out(self._attend(q_btnh, cache_k, cache_v, mask)), cache_k, cache_v
+        return self._out(self._attend(q_btnh, cache_k, cache_v, mask, kv_layout="bksh")), cache_k, cache_v
 
 
 class MLP(nnx.Module):
@@ -232,7 +233,7 @@ class Block(nnx.Module):
 
 # Logical axes of a KV cache array [B, S, K, H]: rows over (data, fsdp), kv heads over tensor,
 # like the activations they are made from.
-KV_CACHE_AXES = ("act_batch", "act_length", "act_kv_heads", "act_head_dim")
+KV_CACHE_AXES = ("act_batch", "act_kv_heads", "act_length", "act_head_dim")
 
 
 @jax.tree_util.register_dataclass
@@ -245,7 +246,8 @@ class KVCache:
     writes its next token at slot `index`, so all rows advance together.
     """
 
-    # Per layer [B, S, K, H] in the compute dtype; for scanned layers one stacked [L, B, S, K, H].
+    # Per layer [B, K, S, H] in the compute dtype (heads-major: what attention reads, so a decode step
+    # copies nothing but its new slot); for scanned layers one stacked [L, B, K, S, H].
     keys: tuple[jax.Array, ...] | jax.Array
     values: tuple[jax.Array, ...] | jax.Array
     start: jax.Array  # [B] int32: the first slot holding a real token of each row
@@ -254,7 +256,7 @@ class KVCache:
     @classmethod
     def init(cls, config: ModelConfig, batch: int, max_len: int, start: jax.Array | None = None) -> "KVCache":
         """An empty cache of `max_len` slots; `start` [B] is each row's left padding (default 0)."""
-        shape = (batch, max_len, config.num_kv_heads, config.head_dim)
+        shape = (batch, config.num_kv_heads, max_len, config.head_dim)
         start = jnp.zeros((batch,), jnp.int32) if start is None else jnp.asarray(start, jnp.int32)
         if config.scan_layers:
             zeros = lambda: shard_activation(jnp.zeros((config.num_layers, *shape), config.jnp_dtype), ("layers", *KV_CACHE_AXES))
@@ -267,7 +269,7 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.keys[0].shape[1]  # layer 0's [B, S, K, H], stacked or not
+        return self.keys[0].shape[2]  # layer 0's [B, K, S, H], stacked or not
 
     @property
     def lengths(self) -> jax.Array:

@@ -93,7 +93,7 @@ def test_kv_cache_prefill_and_decode_match_the_loop():
         prefill, cache = nnx.jit(lambda m, t, c: m.extend(t, c))(model, prompts, cache)
         step, cache = nnx.jit(lambda m, t, c: m.extend(t, c))(model, prompts[:, -1:], cache)
         outputs[name] = (np.asarray(prefill), np.asarray(step), cache)
-    assert outputs["scanned"][2].keys.shape == (LAYERS, 2, 16, 2, 16)  # one stacked array per kind
+    assert outputs["scanned"][2].keys.shape == (LAYERS, 2, 2, 16, 16)  # one stacked [L, B, K, S, H] array per kind
     np.testing.assert_allclose(outputs["scanned"][0], outputs["loop"][0], atol=1e-5)
     np.testing.assert_allclose(outputs["scanned"][1], outputs["loop"][1], atol=1e-5)
     for i in range(LAYERS):
