@@ -68,8 +68,8 @@ def _for_device_kind(table: dict[str, float], device_kind: str) -> float | None:
 
 
 def matmul_params(config: ModelConfig) -> int:
-    d, n, k, h, f = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim, config.mlp_dim
-    per_layer = d * n * h * 2 + d * k * h * 2 + 3 * d * f  # q, o; k, v; gate, up, down
+    d, n, k, h = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim
+    per_layer = d * n * h * 2 + d * k * h * 2 + config.active_mlp_params  # q, o; k, v; gate, up, down (a token's experts)
     return config.num_layers * per_layer + d * config.vocab_size  # + unembedding (tied or not)
 
 

@@ -36,6 +36,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("kv_heads", "tensor"),
     ("head_dim", None),
     ("mlp", "tensor"),
+    ("experts", None),  # MoE expert weights [E, D, F]: each device holds every expert's D/F shard
     ("norm", None),
     ("lora_rank", None),
     # activations

@@ -21,15 +21,15 @@ import transformers
 from flax import nnx
 from jax.sharding import Mesh
 
-from nn_train.models import llama3, qwen3
+from nn_train.models import llama3, qwen3, qwen3_moe
 from nn_train.models.config import ModelConfig, RopeScaling
 from nn_train.models.transformer import Transformer, target_log_probs, token_log_probs
 from nn_train.sharding import state_shardings
 
-_FAMILIES = {"qwen3": qwen3, "llama3": llama3}
+_FAMILIES = {"qwen3": qwen3, "qwen3_moe": qwen3_moe, "llama3": llama3}
 # Hugging Face model_type → our family.
-_HF_MODEL_TYPES = {"qwen3": "qwen3", "llama": "llama3"}
-PRESETS: dict[str, ModelConfig] = {**qwen3.PRESETS, **llama3.PRESETS}
+_HF_MODEL_TYPES = {"qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "llama": "llama3"}
+PRESETS: dict[str, ModelConfig] = {**qwen3.PRESETS, **qwen3_moe.PRESETS, **llama3.PRESETS}
 
 __all__ = [
     "PRESETS",

@@ -27,7 +27,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 REMAT_POLICIES = ("none", "full", "save_dots", "offload")
 # Attention kernels: auto | dense | blockwise | splash (nn_train.models.attention)
 ATTENTION_BACKENDS = BACKENDS
-FAMILIES = ("qwen3", "llama3")
+FAMILIES = ("qwen3", "qwen3_moe", "llama3")
+MOE_DISPATCHES = ("auto", "ragged", "dense")  # nn_train.models.moe
 # scan_layers=None scans the layers of models this large: every published preset (Qwen3-0.6B has
 # 0.6B), where compile time would otherwise grow with depth; the CPU-sized presets keep the loop.
 SCAN_LAYERS_MIN_PARAMS = 500_000_000
@@ -67,6 +68,14 @@ class ModelConfig:
     # Layers as one stacked Block run by jax.lax.scan (compile time flat in depth) instead of a
     # Python loop of Blocks; None: scan when the model has >= SCAN_LAYERS_MIN_PARAMS parameters.
     scan_layers: bool | None = None
+    # Mixture of experts (nn_train.models.moe): with num_experts > 0 every layer's MLP is a router
+    # over that many SwiGLU experts of width expert_mlp_dim, experts_per_token of them per token
+    # (mlp_dim is then the width a dense layer would have, kept for the Hugging Face config).
+    num_experts: int = 0
+    experts_per_token: int = 0
+    expert_mlp_dim: int = 0
+    norm_topk_prob: bool = True  # renormalise the top-k routing weights to sum to 1
+    moe_dispatch: str = "auto"  # auto | ragged (grouped matmuls, dropless) | dense (every expert; the reference)
     # Hugging Face special tokens, carried through export.
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -91,6 +100,15 @@ class ModelConfig:
             problems.append(f"attention '{self.attention}' is not one of {', '.join(ATTENTION_BACKENDS)}")
         if self.attention_block_size <= 0:
             problems.append(f"attention_block_size must be positive, got {self.attention_block_size}")
+        if self.num_experts < 0:
+            problems.append(f"num_experts must be 0 (dense) or positive, got {self.num_experts}")
+        elif self.num_experts:
+            if not 1 <= self.experts_per_token <= self.num_experts:
+                problems.append(f"experts_per_token must be in 1..num_experts ({self.num_experts}), got {self.experts_per_token}")
+            if self.expert_mlp_dim <= 0:
+                problems.append(f"expert_mlp_dim must be positive with experts, got {self.expert_mlp_dim}")
+            if self.moe_dispatch not in MOE_DISPATCHES:
+                problems.append(f"moe_dispatch '{self.moe_dispatch}' is not one of {', '.join(MOE_DISPATCHES)}")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
         if self.scan_layers is None:  # resolved once, so a saved config records the layout it ran with
@@ -102,8 +120,22 @@ class ModelConfig:
         the built model exactly)."""
         d, h = self.embed_dim, self.head_dim
         attention = d * h * (2 * self.num_heads + 2 * self.num_kv_heads)
-        block = attention + 3 * d * self.mlp_dim + 2 * d + (2 * h if self.qk_norm else 0)
+        block = attention + self.mlp_params + 2 * d + (2 * h if self.qk_norm else 0)
         return self.vocab_size * d * (1 if self.tie_embeddings else 2) + self.num_layers * block + d
+
+    @property
+    def mlp_params(self) -> int:
+        """One layer's MLP parameters: SwiGLU, or the router and every expert."""
+        if self.num_experts:
+            return self.embed_dim * self.num_experts + 3 * self.embed_dim * self.expert_mlp_dim * self.num_experts
+        return 3 * self.embed_dim * self.mlp_dim
+
+    @property
+    def active_mlp_params(self) -> int:
+        """The MLP parameters one token goes through (its k experts and the router): what its FLOPs count."""
+        if self.num_experts:
+            return self.embed_dim * self.num_experts + 3 * self.embed_dim * self.expert_mlp_dim * self.experts_per_token
+        return self.mlp_params
 
     @property
     def queries_per_kv_head(self) -> int:

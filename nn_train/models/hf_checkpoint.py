@@ -4,9 +4,11 @@
     export_hf_model(model, "out/dir")                             # config.json + (sharded) safetensors
 
 The whole conversion is one table, `hf_key_table(config)`: our parameter path → its Hugging Face
-keys and layout. Qwen3 and Llama 3 share the layout; Qwen3 adds the per-head q/k norms. A scanned
-model (config.scan_layers) holds each layer parameter once, stacked [L, ...]: its entry lists the
-L per-layer keys, and layer i is slice i.
+keys and layout. Qwen3 and Llama 3 share the layout; Qwen3 adds the per-head q/k norms; Qwen3-MoE
+replaces the MLP by a router (`mlp.gate`) and experts. A parameter stacked from several keys lists
+them row-major over its leading `stack` dims: a scanned model's (config.scan_layers) [L, ...]
+layer i is slice i; an expert kernel [E, D, F] holds expert e's `mlp.experts.<e>.*` at slice e,
+and scanned, [L, E, D, F] holds them all.
 
   layout "linear": HF stores torch Linear weights [out, in]; ours are [*in_shape, *out_shape]
                    (e.g. a query kernel [D, N, H]), so  ours = W.T.reshape(ours.shape)
@@ -48,9 +50,9 @@ ParamPath = tuple  # a parameter path in the NNX state, e.g. ("layers", 0, "attn
 class HFSource(NamedTuple):
     """Where one of our parameters lives in a Hugging Face checkpoint."""
 
-    keys: tuple[str, ...]  # one key, or one per layer for a stacked parameter
+    keys: tuple[str, ...]  # one key, or one per slice of a stacked parameter (row-major over `stack`)
     layout: str  # "linear" | "same" (module docstring)
-    stacked: bool  # [L, ...]: keys[i] is slice i
+    stack: tuple[int, ...] = ()  # leading dims stacked from several keys: (L,) scanned layers, (E,) experts, (L, E) both
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -74,19 +76,32 @@ def hf_key_table(config: ModelConfig) -> dict[ParamPath, HFSource]:
     if config.qk_norm:
         layer_table[("attn", "q_norm", "scale")] = ("self_attn.q_norm.weight", "same")
         layer_table[("attn", "k_norm", "scale")] = ("self_attn.k_norm.weight", "same")
-    for proj in ("gate_proj", "up_proj", "down_proj"):
-        layer_table[("mlp", proj, "kernel")] = (f"mlp.{proj}.weight", "linear")
+    expert_table: dict[ParamPath, str] = {}  # path within a block → HF key suffix per expert (one key each)
+    if config.num_experts:
+        layer_table[("mlp", "router", "kernel")] = ("mlp.gate.weight", "linear")
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            expert_table[("mlp", "experts", proj)] = f"{proj}.weight"
+    else:
+        for proj in ("gate_proj", "up_proj", "down_proj"):
+            layer_table[("mlp", proj, "kernel")] = (f"mlp.{proj}.weight", "linear")
 
-    table = {("embed", "embedding"): HFSource(("model.embed_tokens.weight",), "same", False)}
-    layers = range(config.num_layers)
+    table = {("embed", "embedding"): HFSource(("model.embed_tokens.weight",), "same")}
+    layers, experts = range(config.num_layers), range(config.num_experts)
+    expert_keys = lambda i, suffix: tuple(f"model.layers.{i}.mlp.experts.{e}.{suffix}" for e in experts)
     for path, (suffix, layout) in layer_table.items():
         if config.scan_layers:
-            table[("layers", *path)] = HFSource(tuple(f"model.layers.{i}.{suffix}" for i in layers), layout, True)
+            table[("layers", *path)] = HFSource(tuple(f"model.layers.{i}.{suffix}" for i in layers), layout, (config.num_layers,))
         else:
-            table.update({("layers", i, *path): HFSource((f"model.layers.{i}.{suffix}",), layout, False) for i in layers})
-    table[("final_norm", "scale")] = HFSource(("model.norm.weight",), "same", False)
+            table.update({("layers", i, *path): HFSource((f"model.layers.{i}.{suffix}",), layout) for i in layers})
+    for path, suffix in expert_table.items():
+        if config.scan_layers:
+            keys = tuple(key for i in layers for key in expert_keys(i, suffix))
+            table[("layers", *path)] = HFSource(keys, "linear", (config.num_layers, config.num_experts))
+        else:
+            table.update({("layers", i, *path): HFSource(expert_keys(i, suffix), "linear", (config.num_experts,)) for i in layers})
+    table[("final_norm", "scale")] = HFSource(("model.norm.weight",), "same")
     if not config.tie_embeddings:
-        table[("lm_head", "kernel")] = HFSource(("lm_head.weight",), "linear", False)
+        table[("lm_head", "kernel")] = HFSource(("lm_head.weight",), "linear")
     return table
 
 
@@ -98,7 +113,8 @@ def hf_module_name(path: ParamPath) -> str:
         return "lm_head"
     if len(path) == 4 and path[0] == "layers":
         block = {"attn": "self_attn", "mlp": "mlp"}[path[2]]
-        return f"model.layers.{path[1]}.{block}.{path[3]}"
+        module = "gate" if path[2:] == ("mlp", "router") else path[3]  # an MoE router is HF's mlp.gate
+        return f"model.layers.{path[1]}.{block}.{module}"
     raise KeyError(f"{path} is not a Dense module with a Hugging Face counterpart")
 
 
@@ -215,8 +231,8 @@ def load_hf_model(
         raise AssertionError(f"key table and model disagree: {sorted(set(flat_state) ^ set(table))[:5]}")
     expected_shapes = {}
     for path, source in table.items():
-        layer_shape = flat_state[path].get_value().shape[1 if source.stacked else 0:]
-        expected_shapes.update({key: _hf_shape(layer_shape, source.layout, _in_dims(path)) for key in source.keys})
+        slice_shape = flat_state[path].get_value().shape[len(source.stack):]
+        expected_shapes.update({key: _hf_shape(slice_shape, source.layout, _in_dims(path)) for key in source.keys})
     files = _checkpoint_files(directory)
     _check_keys(directory, expected_shapes, _tensor_shapes(files))
 
@@ -233,8 +249,9 @@ def load_hf_model(
         for path, source in table.items():
             variable = flat_state[path]
             shape = variable.get_value().shape
-            if source.stacked:
-                host = np.stack([read(key, source.layout, shape[1:]) for key in source.keys])
+            if source.stack:
+                slice_shape = shape[len(source.stack):]
+                host = np.stack([read(key, source.layout, slice_shape) for key in source.keys]).reshape(shape)
             else:
                 host = read(source.keys[0], source.layout, shape)
             sharding = flat_shardings[path].get_value()
@@ -268,9 +285,9 @@ def hf_tensors(model: Transformer, dtype: str | None = None) -> Iterator[tuple[s
     np_dtype = _NUMPY_DTYPES[dtype or config.param_dtype]
     for path, source in hf_key_table(config).items():
         host = _host_array(flat[path].get_value())
-        layers = host if source.stacked else host[None]
-        for key, layer in zip(source.keys, layers, strict=True):
-            yield key, np.ascontiguousarray(to_hf_layout(layer, source.layout, _in_dims(path)).astype(np_dtype))
+        slices = host.reshape(-1, *host.shape[len(source.stack):])  # one per key, row-major over the stack
+        for key, piece in zip(source.keys, slices, strict=True):
+            yield key, np.ascontiguousarray(to_hf_layout(piece, source.layout, _in_dims(path)).astype(np_dtype))
 
 
 def write_safetensors(tensors: Iterator[tuple[str, np.ndarray]], directory: Path, max_shard_bytes: int) -> None:

@@ -32,7 +32,8 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from nn_train.models.hf_checkpoint import hf_module_name, staged_directory
-from nn_train.models.transformer import Dense, Transformer, stack_layers
+from nn_train.models.layers import Dense
+from nn_train.models.transformer import Transformer, stack_layers
 
 DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
 
@@ -122,7 +123,9 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
     unmatched = [p.pattern for p in patterns if not any(p.search(name) for name in adapted)]
     if not adapted or unmatched:
         names = ", ".join(n for n, _, _ in _dense_modules(model)[:8])
-        raise ValueError(f"LoRA targets {', '.join(unmatched or config.targets)} match no module; module paths look like: {names}, ...")
+        experts = (" The MLP of a mixture-of-experts model is its experts, which take no LoRA adapters yet: target the "
+                   "attention alone, e.g. lora.targets='attn\\.(q|k|v|o)_proj'.") if mc.num_experts else ""
+        raise ValueError(f"LoRA targets {', '.join(unmatched or config.targets)} match no module; module paths look like: {names}, ...{experts}")
     if mc.scan_layers:
         # Drawn layer by layer in the loop's order, then stacked: the same adapters as the loop's.
         per_layer = [[adapter_for(dense) for _, dense in targets] for _ in range(mc.num_layers)]

@@ -19,6 +19,11 @@ HF_CASES = {
     "qwen3_gqa4_untied": dict(model_type="qwen3", num_key_value_heads=1, tie_word_embeddings=False),
     "llama_gqa4_tied_llama3_rope": dict(model_type="llama", num_key_value_heads=1, tie_word_embeddings=True, rope="llama3"),
     "llama_gqa2_untied": dict(model_type="llama", num_key_value_heads=2, tie_word_embeddings=False, rope="default"),
+    # Qwen3-MoE: 8 experts top-2 renormalised, and 4 experts top-2 as the raw softmax weights.
+    "qwen3_moe_8x2_gqa2_untied": dict(model_type="qwen3_moe", num_key_value_heads=2, tie_word_embeddings=False, num_experts=8,
+                                      num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True),
+    "qwen3_moe_4x2_gqa4_tied_unnormed": dict(model_type="qwen3_moe", num_key_value_heads=1, tie_word_embeddings=True, num_experts=4,
+                                             num_experts_per_tok=2, moe_intermediate_size=24, norm_topk_prob=False),
 }
 VOCAB = 300
 
@@ -37,6 +42,9 @@ def build_hf_model(case: str, seed: int = 0, dtype=None):
     if model_type == "qwen3":
         config = transformers.Qwen3Config(**common, rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})
         model = transformers.Qwen3ForCausalLM(config)
+    elif model_type == "qwen3_moe":
+        config = transformers.Qwen3MoeConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})
+        model = transformers.Qwen3MoeForCausalLM(config)
     else:
         rope_parameters = {"rope_type": "default", "rope_theta": 500_000.0}
         if rope == "llama3":  # original context 32 < test lengths, so every scaling regime is exercised
@@ -48,6 +56,8 @@ def build_hf_model(case: str, seed: int = 0, dtype=None):
         for name, param in model.named_parameters():
             if "norm" in name:
                 param.add_(0.1 * torch.randn_like(param))
+            if name.endswith("mlp.gate.weight"):  # a router that prefers some experts clearly, so routing matters
+                param.normal_(0.0, 0.5)
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()

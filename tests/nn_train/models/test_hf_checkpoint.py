@@ -38,7 +38,7 @@ def test_llama3_rope_scaling_is_applied(hf_checkpoints):
     assert np.abs(forward(scaled, tokens) - forward(unscaled, tokens)).max() > 1e-3
 
 
-@pytest.mark.parametrize("case", ["qwen3_gqa2_tied", "llama_gqa2_untied"])
+@pytest.mark.parametrize("case", ["qwen3_gqa2_tied", "llama_gqa2_untied", "qwen3_moe_8x2_gqa2_untied"])
 def test_round_trip_ours_export_transformers(hf_checkpoints, tmp_path, case):
     hf_model, directory = hf_checkpoints(case)
     ours = load_hf_model(directory)
@@ -138,7 +138,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_unsupported_model_type():
-    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: qwen3, llama"):
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: qwen3, qwen3_moe, llama"):
         config_from_hf({"model_type": "gpt2"})
 
 

@@ -1,0 +1,184 @@
+"""Qwen3-MoE: the ragged (grouped-matmul) dispatch against the dense reference, scanned layers,
+greedy generation against transformers, a sharded forward, training, and bad configs.
+(Logits parity and the export round trip run in test_hf_checkpoint.py's parametrized cases.)"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from nn_train.models import config_from_hf, create_model, get_config
+from nn_train.models.hf_checkpoint import export_hf_model, load_hf_model
+from nn_train.sharding import make_mesh
+from tests.nn_train.hf_oracle import forward, hf_logits, random_tokens
+
+CASE = "qwen3_moe_8x2_gqa2_untied"
+
+
+def _loss(model, tokens):
+    logits = model(tokens)
+    return -jnp.take_along_axis(jax.nn.log_softmax(logits[:, :-1]), tokens[:, 1:, None], axis=-1).mean()
+
+
+def test_ragged_dispatch_equals_the_dense_reference_forward_and_backward():
+    tokens = jnp.asarray(random_tokens(batch=3, length=24) % 512)
+    models = {d: create_model(get_config("qwen3_moe_tiny", moe_dispatch=d), seed=1) for d in ("ragged", "dense")}
+    np.testing.assert_allclose(forward(models["ragged"], tokens), forward(models["dense"], tokens), atol=1e-5)
+    grads = {d: nnx.state(nnx.grad(_loss)(m, tokens), nnx.Param) for d, m in models.items()}
+    for path, ragged in nnx.to_flat_state(grads["ragged"]):
+        dense = dict(nnx.to_flat_state(grads["dense"]))[path]
+        np.testing.assert_allclose(ragged.get_value(), dense.get_value(), atol=1e-6, err_msg=str(path))
+    experts = grads["ragged"]["layers"][0]["mlp"]["experts"]["gate_proj"].get_value()
+    assert (np.abs(experts).reshape(8, -1).max(axis=1) > 0).sum() >= 2, "gradients reach the routed experts"
+    assert np.abs(grads["ragged"]["layers"][0]["mlp"]["router"]["kernel"].get_value()).max() > 0, "and the router"
+
+
+def test_auto_dispatch_is_ragged_on_accelerators_and_dense_on_cpu():
+    from nn_train.models.moe import resolve_dispatch
+
+    assert [resolve_dispatch("auto", p) for p in ("gpu", "tpu", "cpu")] == ["ragged", "ragged", "dense"]
+    assert resolve_dispatch("ragged", "cpu") == "ragged"
+
+
+def test_routing_picks_k_experts_and_renormalises_only_when_asked():
+    model = create_model(get_config("qwen3_moe_tiny"), seed=0)
+    x = jax.random.normal(jax.random.key(0), (10, 64))
+    weights, experts = model.layers[0].mlp.route(x)
+    assert weights.shape == experts.shape == (10, 2)
+    assert all(len(set(row)) == 2 for row in np.asarray(experts).tolist())
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    raw = create_model(get_config("qwen3_moe_tiny", norm_topk_prob=False), seed=0).layers[0].mlp.route(x)[0]
+    assert float(raw.sum(-1).max()) < 1.0 - 1e-3
+
+
+def test_scanned_layers_load_the_same_checkpoint_and_export_it_unchanged(hf_checkpoints, tmp_path):
+    hf_model, directory = hf_checkpoints(CASE)
+    loop, scanned = load_hf_model(directory, scan_layers=False), load_hf_model(directory, scan_layers=True)
+    assert scanned.layers.mlp.experts.gate_proj.get_value().shape == (2, 8, 64, 32)  # [L, E, D, F]
+    tokens = random_tokens(batch=2, length=32)
+    np.testing.assert_allclose(forward(scanned, tokens), forward(loop, tokens), atol=1e-5)
+    assert np.abs(forward(scanned, tokens) - hf_logits(hf_model, tokens)).max() < 1e-4
+    from safetensors.numpy import load_file
+
+    export_hf_model(scanned, tmp_path / "scanned")
+    export_hf_model(loop, tmp_path / "loop")
+    a, b = load_file(tmp_path / "scanned" / "model.safetensors"), load_file(tmp_path / "loop" / "model.safetensors")
+    assert sorted(a) == sorted(b) and "model.layers.1.mlp.experts.7.down_proj.weight" in a
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_greedy_generation_matches_transformers_token_for_token(hf_checkpoints):
+    torch = pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
+    from eval.sampler import Sampler
+    from eval.types import SamplingParams
+
+    hf_model, directory = hf_checkpoints(CASE)
+    prompts = [list(p) for p in random_tokens(batch=2, length=9, seed=4)]
+    prompts[1] = prompts[1][:5]  # rows of different lengths: the sampler left-pads
+    ours = Sampler(load_hf_model(directory), None, stop_tokens=(), batch_size=4).generate_tokens(
+        prompts, SamplingParams(samples=1, temperature=0.0, max_new_tokens=8))
+    for prompt, tokens in zip(prompts, ours):
+        with torch.no_grad():
+            out = hf_model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                    do_sample=False, max_new_tokens=8, min_new_tokens=8, eos_token_id=None, pad_token_id=0)
+        assert tokens == out[0, len(prompt):].tolist()
+
+
+@pytest.mark.parametrize("dispatch", ["ragged", "dense"])
+def test_a_sharded_forward_on_8_devices_equals_one_device(dispatch):
+    config = get_config("qwen3_moe_tiny", moe_dispatch=dispatch)
+    tokens = jnp.asarray(random_tokens(batch=4, length=16) % 512)
+    single = forward(create_model(config, seed=2), tokens)
+    mesh = make_mesh(2, 2, 2)
+    sharded_model = create_model(config, seed=2, mesh=mesh)
+    experts = sharded_model.layers[0].mlp.experts.gate_proj.get_value()
+    assert len(experts.sharding.device_set) == 8
+    with jax.set_mesh(mesh):
+        sharded = forward(sharded_model, tokens)
+    np.testing.assert_allclose(sharded, single, atol=1e-5)
+
+
+def test_a_moe_run_trains_with_lora_on_its_attention_and_says_why_not_its_experts(tmp_path):
+    from nn_train.config import ConfigError
+    from nn_train.trainer import train
+    from tests.nn_train.test_trainer import losses, restored_params, tiny_config
+
+    moe = {"model.preset": "qwen3_moe_tiny", "training.num_steps": 6, "checkpoint.schedule": "final"}
+    with pytest.raises(ConfigError, match=r"mlp\\\.\(gate\|up\|down\)_proj match no module.*experts, which take no LoRA adapters yet"):
+        train(tiny_config(**moe), tmp_path / "default_targets")
+    summary = train(tiny_config(**moe, **{"lora.targets": r"attn\.(q|k|v|o)_proj"}), tmp_path / "attention")
+    assert summary["checkpoints"] == [6] and all(np.isfinite(list(losses(tmp_path / "attention").values())))
+    _, state = restored_params(tmp_path / "attention", 6)
+    adapters = {path: leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state["params"])}
+    names = [jax.tree_util.keystr(path) for path in adapters]
+    assert not any("mlp" in name for name in names) and any("q_proj" in name for name in names)
+    assert all(np.abs(np.asarray(leaf)).max() > 0 for path, leaf in adapters.items() if path[-1].key == "b"), \
+        "every adapter's B moved from its zero start"
+
+
+def test_full_fine_tuning_of_a_moe_model_trains_router_and_experts(tmp_path):
+    from nn_train.trainer import train
+    from tests.nn_train.test_trainer import losses, restored_params, tiny_config
+
+    train(tiny_config(**{"model.preset": "qwen3_moe_tiny", "lora.enabled": False, "training.num_steps": 4,
+                         "checkpoint.schedule": "final"}), tmp_path)
+    run = losses(tmp_path)
+    assert run[4] < run[1]
+    _, state = restored_params(tmp_path, 4)
+    start = nnx.state(create_model(get_config("qwen3_moe_tiny"), seed=0), nnx.Param)
+    for name in ("router", "experts"):
+        trained = jax.tree.leaves(state["params"]["layers"]["0"]["mlp"][name])
+        initial = jax.tree.leaves(start["layers"][0]["mlp"][name])
+        assert any(np.abs(np.asarray(t) - np.asarray(i.get_value() if hasattr(i, "get_value") else i)).max() > 0
+                   for t, i in zip(trained, initial)), name
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(experts_per_token=9), r"experts_per_token must be in 1..num_experts \(8\), got 9"),
+    (dict(expert_mlp_dim=0), r"expert_mlp_dim must be positive with experts"),
+    (dict(moe_dispatch="sparse"), r"moe_dispatch 'sparse' is not one of auto, ragged, dense"),
+])
+def test_bad_moe_settings_are_one_line(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_config("qwen3_moe_tiny", **overrides)
+
+
+def test_a_checkpoint_with_dense_layers_among_the_sparse_ones_is_refused():
+    with pytest.raises(ValueError, match=r"mlp_only_layers=\[0\].*only an MoE MLP in every layer is implemented"):
+        config_from_hf({"model_type": "qwen3_moe", "num_hidden_layers": 2, "mlp_only_layers": [0]})
+
+
+def test_the_published_shapes_are_usable_abstractly():
+    from nn_train.metrics import matmul_params
+    from nn_train.models import param_count
+
+    config = get_config("qwen3_30b_a3b")
+    assert config.scan_layers  # 30B parameters: scanned by default
+    total = param_count(config)
+    assert 30.0e9 < total < 31.0e9, total  # "30B"
+    active = matmul_params(config) + config.vocab_size * config.embed_dim  # a token's matmuls, plus its embedding row
+    assert 3.0e9 < active < 3.6e9, active  # "A3B"
+
+
+def test_attention_adapters_of_a_moe_model_export_to_peft_and_agree(hf_checkpoints, tmp_path):
+    peft = pytest.importorskip("peft", reason="peft (requirements-dev.txt) checks the adapter format")
+    import json
+
+    import transformers
+
+    from nn_train.models.lora import LoRAConfig, export_peft
+    from tests.nn_train.models.test_lora import _with_trained_adapters
+
+    hf_model, directory = hf_checkpoints(CASE)
+    model = load_hf_model(directory)
+    config = LoRAConfig(rank=4, alpha=16, targets=(r"attn\.(q|k|v|o)_proj",))
+    _with_trained_adapters(model, config, seed=2)
+    out = export_peft(model, tmp_path / "adapter", config, base_model=str(directory))
+    assert set(json.loads((out / "adapter_config.json").read_text())["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "lm_head"}
+    peft_model = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(directory), out).eval()
+    tokens = random_tokens()
+    assert np.abs(hf_logits(peft_model, tokens) - forward(model, tokens)).max() < 1e-4
