@@ -97,12 +97,11 @@ def model_flops_per_token(model_config, row_tokens: int, frozen_base: bool) -> f
     matmul parameter (2 forward, 4 backward) plus 12 * layers * heads * head_dim * T for attention;
     a frozen base (LoRA) skips the weight gradients, so 4 per parameter. Rematerialisation's
     recompute is not counted (it is not model work). The input embedding is a lookup, no matmul."""
-    from nn_train.models import param_count
+    from nn_train.metrics import matmul_params
 
     c = model_config
-    matmul_params = param_count(c) - (0 if c.tie_embeddings else c.vocab_size * c.embed_dim)
     attention = 12 * c.num_layers * c.num_heads * c.head_dim * row_tokens
-    return (4 if frozen_base else 6) * matmul_params + attention
+    return (4 if frozen_base else 6) * matmul_params(c) + attention  # an MoE token counts its k experts only
 
 
 def _shard_bytes(tree, shardings) -> int:

@@ -28,7 +28,7 @@ REMAT_POLICIES = ("none", "full", "save_dots", "offload")
 # Attention kernels: auto | dense | blockwise | splash (nn_train.models.attention)
 ATTENTION_BACKENDS = BACKENDS
 FAMILIES = ("qwen3", "qwen3_moe", "llama3")
-MOE_DISPATCHES = ("auto", "ragged", "dense")  # nn_train.models.moe
+MOE_DISPATCHES = ("auto", "ragged", "blocked", "dense")  # nn_train.models.moe
 # scan_layers=None scans the layers of models this large: every published preset (Qwen3-0.6B has
 # 0.6B), where compile time would otherwise grow with depth; the CPU-sized presets keep the loop.
 SCAN_LAYERS_MIN_PARAMS = 500_000_000
@@ -75,7 +75,7 @@ class ModelConfig:
     experts_per_token: int = 0
     expert_mlp_dim: int = 0
     norm_topk_prob: bool = True  # renormalise the top-k routing weights to sum to 1
-    moe_dispatch: str = "auto"  # auto | ragged (grouped matmuls, dropless) | dense (every expert; the reference)
+    moe_dispatch: str = "auto"  # auto | ragged | blocked (both dropless) | dense (every expert; the reference)
     # Hugging Face special tokens, carried through export.
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None

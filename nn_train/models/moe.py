@@ -13,10 +13,13 @@ Dispatch (config.moe_dispatch):
           and no token is ever dropped for capacity;
   dense   every expert on every token, combined with the routing weights: E/k times the work,
           the plain-einsum reference the ragged path is tested against;
-  auto    ragged on GPU and TPU, dense on CPU: XLA's CPU backend has no grouped matmul and
+  blocked dropless too: the sorted pairs are laid out with each expert's group padded to a
+          multiple of a row block, and a `lax.scan` over the blocks runs each through its expert's
+          weights (what a grouped-matmul kernel does tile by tile): about the ragged FLOPs and
+          memory linear in M·k on every backend, with no grouped-matmul primitive needed;
+  auto    ragged on GPU and TPU, blocked on CPU: XLA's CPU backend has no grouped matmul and
           emulates ragged_dot with a dense one per expert over all M·k rows, k times the dense
-          dispatch's cost (measured: 0.70x dense at top-2, 0.33x at top-4;
-          nn_train.models.moe_benchmark).
+          dispatch's cost and E times its memory (nn_train.models.moe_benchmark has the figures).
 
 Expert weights are [E, D, F] (gate, up) and [E, F, D] (down), logical axes ("experts", ...). The
 experts axis is replicated for now (nn_train.sharding): D and F shard like a dense MLP's.
@@ -67,10 +70,8 @@ class MoE(nnx.Module):
         x_md = x.astype(cfg.jnp_dtype).reshape(-1, x.shape[-1])
         weights, experts = self.route(x_md)
         gate, up, down = (p[...].astype(cfg.jnp_dtype) for p in (self.experts.gate_proj, self.experts.up_proj, self.experts.down_proj))
-        if resolve_dispatch(cfg.moe_dispatch) == "dense":
-            y_md = _dense_dispatch(x_md, weights, experts, gate, up, down)
-        else:
-            y_md = _ragged_dispatch(x_md, weights, experts, gate, up, down)
+        dispatch = {"dense": _dense_dispatch, "ragged": _ragged_dispatch, "blocked": _blocked_dispatch}[resolve_dispatch(cfg.moe_dispatch)]
+        y_md = dispatch(x_md, weights, experts, gate, up, down)
         return y_md.reshape(x.shape).astype(x.dtype)
 
 
@@ -78,7 +79,7 @@ def resolve_dispatch(dispatch: str, platform: str | None = None) -> str:
     """The dispatch `auto` means on this platform (module docstring); others as given."""
     if dispatch != "auto":
         return dispatch
-    return "ragged" if (platform or jax.default_backend()) in ("gpu", "tpu") else "dense"
+    return "ragged" if (platform or jax.default_backend()) in ("gpu", "tpu") else "blocked"
 
 
 def _dense_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
@@ -101,4 +102,44 @@ def _ragged_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -
     hidden = jax.nn.silu(jax.lax.ragged_dot(rows, gate_edf, group_sizes)) * jax.lax.ragged_dot(rows, up_edf, group_sizes)
     out = jax.lax.ragged_dot(hidden, down_efd, group_sizes)  # [M·k, D], still grouped by expert
     unsorted = out[jnp.argsort(order)].reshape(m, k, -1)  # back to (token, its k-th expert)
+    return jnp.einsum("mkd,mk->md", unsorted, weights_mk)
+
+
+MAX_BLOCK_ROWS = 128  # rows per block of the blocked dispatch (fewer when the groups are small)
+
+
+def block_rows(pairs: int, num_experts: int) -> int:
+    """Rows per block: about one expert's share of the pairs, a power of two in [8, MAX_BLOCK_ROWS],
+    so a decode step (a few pairs) pads little and a training step's blocks are full-sized matmuls."""
+    share = -(-pairs // num_experts)
+    return min(MAX_BLOCK_ROWS, max(8, 1 << (share - 1).bit_length()))
+
+
+def _blocked_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
+    """Pairs sorted by expert, each expert's group padded to whole blocks of `block_rows` rows; a
+    scan runs block j through the weights of the expert that owns it."""
+    m, k = experts_mk.shape
+    num_experts = gate_edf.shape[0]
+    pairs = m * k
+    rows_per_block = block_rows(pairs, num_experts)
+    num_blocks = -(-pairs // rows_per_block) + num_experts  # bounds sum_e ceil(group_e / block)
+    flat_experts = experts_mk.reshape(-1)
+    order = jnp.argsort(flat_experts, stable=True)
+    sorted_experts = flat_experts[order]
+    group_sizes = jnp.bincount(flat_experts, length=num_experts)
+    padded_sizes = -(-group_sizes // rows_per_block) * rows_per_block
+    group_starts, padded_starts = jnp.cumsum(group_sizes) - group_sizes, jnp.cumsum(padded_sizes) - padded_sizes
+    slot = padded_starts[sorted_experts] + jnp.arange(pairs) - group_starts[sorted_experts]  # sorted pair → padded row
+    rows = jnp.zeros((num_blocks * rows_per_block, x_md.shape[1]), x_md.dtype).at[slot].set(x_md[order // k])
+    # The expert owning each block; blocks past the last group hold zero rows whose output is dropped.
+    block_starts = jnp.arange(num_blocks) * rows_per_block
+    block_experts = jnp.minimum(jnp.searchsorted(padded_starts + padded_sizes, block_starts, side="right"), num_experts - 1)
+
+    def block(_, inputs):
+        rows_bd, expert = inputs
+        hidden = jax.nn.silu(rows_bd @ gate_edf[expert]) * (rows_bd @ up_edf[expert])
+        return None, hidden @ down_efd[expert]
+
+    _, out = jax.lax.scan(block, None, (rows.reshape(num_blocks, rows_per_block, -1), block_experts))
+    unsorted = out.reshape(num_blocks * rows_per_block, -1)[slot][jnp.argsort(order)].reshape(m, k, -1)
     return jnp.einsum("mkd,mk->md", unsorted, weights_mk)

@@ -23,23 +23,26 @@ def _loss(model, tokens):
     return -jnp.take_along_axis(jax.nn.log_softmax(logits[:, :-1]), tokens[:, 1:, None], axis=-1).mean()
 
 
-def test_ragged_dispatch_equals_the_dense_reference_forward_and_backward():
-    tokens = jnp.asarray(random_tokens(batch=3, length=24) % 512)
-    models = {d: create_model(get_config("qwen3_moe_tiny", moe_dispatch=d), seed=1) for d in ("ragged", "dense")}
-    np.testing.assert_allclose(forward(models["ragged"], tokens), forward(models["dense"], tokens), atol=1e-5)
+@pytest.mark.parametrize("dispatch, tokens_shape", [("ragged", (3, 24)), ("blocked", (3, 24)), ("blocked", (2, 1))])
+def test_dropless_dispatch_equals_the_dense_reference_forward_and_backward(dispatch, tokens_shape):
+    tokens = jnp.asarray(random_tokens(*tokens_shape) % 512)
+    models = {d: create_model(get_config("qwen3_moe_tiny", moe_dispatch=d), seed=1) for d in (dispatch, "dense")}
+    np.testing.assert_allclose(forward(models[dispatch], tokens), forward(models["dense"], tokens), atol=1e-5)
+    if tokens_shape[1] == 1:
+        return  # a decode-sized step: forward only
     grads = {d: nnx.state(nnx.grad(_loss)(m, tokens), nnx.Param) for d, m in models.items()}
-    for path, ragged in nnx.to_flat_state(grads["ragged"]):
+    for path, dropless in nnx.to_flat_state(grads[dispatch]):
         dense = dict(nnx.to_flat_state(grads["dense"]))[path]
-        np.testing.assert_allclose(ragged.get_value(), dense.get_value(), atol=1e-6, err_msg=str(path))
-    experts = grads["ragged"]["layers"][0]["mlp"]["experts"]["gate_proj"].get_value()
+        np.testing.assert_allclose(dropless.get_value(), dense.get_value(), atol=1e-6, err_msg=str(path))
+    experts = grads[dispatch]["layers"][0]["mlp"]["experts"]["gate_proj"].get_value()
     assert (np.abs(experts).reshape(8, -1).max(axis=1) > 0).sum() >= 2, "gradients reach the routed experts"
-    assert np.abs(grads["ragged"]["layers"][0]["mlp"]["router"]["kernel"].get_value()).max() > 0, "and the router"
+    assert np.abs(grads[dispatch]["layers"][0]["mlp"]["router"]["kernel"].get_value()).max() > 0, "and the router"
 
 
 def test_auto_dispatch_is_ragged_on_accelerators_and_dense_on_cpu():
     from nn_train.models.moe import resolve_dispatch
 
-    assert [resolve_dispatch("auto", p) for p in ("gpu", "tpu", "cpu")] == ["ragged", "ragged", "dense"]
+    assert [resolve_dispatch("auto", p) for p in ("gpu", "tpu", "cpu")] == ["ragged", "ragged", "blocked"]
     assert resolve_dispatch("ragged", "cpu") == "ragged"
 
 
@@ -88,7 +91,7 @@ def test_greedy_generation_matches_transformers_token_for_token(hf_checkpoints):
         assert tokens == out[0, len(prompt):].tolist()
 
 
-@pytest.mark.parametrize("dispatch", ["ragged", "dense"])
+@pytest.mark.parametrize("dispatch", ["ragged", "blocked", "dense"])
 def test_a_sharded_forward_on_8_devices_equals_one_device(dispatch):
     config = get_config("qwen3_moe_tiny", moe_dispatch=dispatch)
     tokens = jnp.asarray(random_tokens(batch=4, length=16) % 512)
@@ -140,7 +143,7 @@ def test_full_fine_tuning_of_a_moe_model_trains_router_and_experts(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (dict(experts_per_token=9), r"experts_per_token must be in 1..num_experts \(8\), got 9"),
     (dict(expert_mlp_dim=0), r"expert_mlp_dim must be positive with experts"),
-    (dict(moe_dispatch="sparse"), r"moe_dispatch 'sparse' is not one of auto, ragged, dense"),
+    (dict(moe_dispatch="sparse"), r"moe_dispatch 'sparse' is not one of auto, ragged, blocked, dense"),
 ])
 def test_bad_moe_settings_are_one_line(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -182,3 +185,18 @@ def test_attention_adapters_of_a_moe_model_export_to_peft_and_agree(hf_checkpoin
     peft_model = peft.PeftModel.from_pretrained(transformers.AutoModelForCausalLM.from_pretrained(directory), out).eval()
     tokens = random_tokens()
     assert np.abs(hf_logits(peft_model, tokens) - forward(model, tokens)).max() < 1e-4
+
+
+def test_the_blocked_dispatch_is_exact_when_every_token_picks_the_same_experts():
+    from nn_train.models.moe import _blocked_dispatch, _dense_dispatch, block_rows
+
+    assert [block_rows(16, 8), block_rows(4096 * 8, 128), block_rows(3, 8)] == [8, 128, 8]
+    m, e = 37, 8  # 74 pairs, all in experts 3 and 5: two full groups, six empty ones
+    keys = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.normal(keys[0], (m, 16))
+    gate, up = (jax.random.normal(k, (e, 16, 12)) for k in keys[1:3])
+    down = jax.random.normal(keys[3], (e, 12, 16))
+    experts = jnp.tile(jnp.asarray([[3, 5]], jnp.int32), (m, 1))
+    weights = jax.nn.softmax(jax.random.normal(keys[0], (m, 2)))
+    np.testing.assert_allclose(_blocked_dispatch(x, weights, experts, gate, up, down),
+                               _dense_dispatch(x, weights, experts, gate, up, down), rtol=1e-5, atol=1e-4)
