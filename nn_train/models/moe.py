@@ -28,6 +28,8 @@ Kept free of Qwen specifics beyond the routing rule, so DeepSeek-style models ca
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -71,8 +73,36 @@ class MoE(nnx.Module):
         weights, experts = self.route(x_md)
         gate, up, down = (p[...].astype(cfg.jnp_dtype) for p in (self.experts.gate_proj, self.experts.up_proj, self.experts.down_proj))
         dispatch = {"dense": _dense_dispatch, "ragged": _ragged_dispatch, "blocked": _blocked_dispatch}[resolve_dispatch(cfg.moe_dispatch)]
-        y_md = dispatch(x_md, weights, experts, gate, up, down)
+        y_md = _per_device(dispatch, x_md, weights, experts, gate, up, down)
         return y_md.reshape(x.shape).astype(x.dtype)
+
+
+def _per_device(dispatch, x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
+    """Runs `dispatch` on each device's own tokens under a mesh (shard_map): the tokens' rows split
+    over data × fsdp, as the batch is, and the experts' F over tensor (partial outputs summed).
+    Left to the compiler, the sort over all (token, expert) pairs gathers the global batch onto
+    every device: the planner measured 136 GiB of temporaries per v5p for Qwen3-30B-A3B on 64
+    devices against 48 GiB on 8 with the same rows per device."""
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
+    sizes = dict(mesh.shape)
+    data_axes = tuple(a for a in ("data", "fsdp") if sizes.get(a, 1) > 1)
+    rows = data_axes if data_axes and x_md.shape[0] % math.prod(sizes[a] for a in data_axes) == 0 else None
+    mlp = "tensor" if sizes.get("tensor", 1) > 1 and gate_edf.shape[2] % sizes["tensor"] == 0 else None
+    if rows is None and mlp is None:
+        return dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
+
+    def local(x, weights, experts, gate, up, down):
+        y = dispatch(x, weights, experts, gate, up, down)
+        return jax.lax.psum(y, "tensor") if mlp else y
+
+    token_rows = P(rows, None)
+    return jax.shard_map(local, mesh=mesh, out_specs=token_rows,
+                         in_specs=(token_rows, token_rows, token_rows, P(None, None, mlp), P(None, None, mlp), P(None, mlp, None)),
+                         )(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
 
 
 def resolve_dispatch(dispatch: str, platform: str | None = None) -> str:

@@ -200,3 +200,17 @@ def test_the_blocked_dispatch_is_exact_when_every_token_picks_the_same_experts()
     weights = jax.nn.softmax(jax.random.normal(keys[0], (m, 2)))
     np.testing.assert_allclose(_blocked_dispatch(x, weights, experts, gate, up, down),
                                _dense_dispatch(x, weights, experts, gate, up, down), rtol=1e-5, atol=1e-4)
+
+
+def test_full_fine_tuning_on_a_2x2x2_mesh_takes_the_single_device_steps(tmp_path):
+    """Gradients through the per-device dispatch (rows over data x fsdp, experts' F over tensor)."""
+    from nn_train.trainer import train
+    from tests.nn_train.test_trainer import losses, tiny_config
+
+    common = {"model.preset": "qwen3_moe_tiny", "lora.enabled": False, "training.num_steps": 4, "training.microbatches": 2,
+              "checkpoint.schedule": "final"}
+    train(tiny_config(**common, **{"mesh.num_devices": 1, "mesh.fsdp": 1}), tmp_path / "one")
+    train(tiny_config(**common, **{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2}), tmp_path / "eight")
+    one, eight = losses(tmp_path / "one"), losses(tmp_path / "eight")
+    np.testing.assert_allclose([eight[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=1e-4)
+    assert one[4] < one[1]
