@@ -46,6 +46,7 @@ test-slow: $(VENV)/.dev-installed
 # 5. K runs as one program (vmap over runs) vs the same K runs one after another.
 # 6. The input pipeline's packed tokens/s vs what the tiny model's train step consumes (target >= 10x).
 # 7. The KV-cache sampler vs transformers' generate.
+# 8. One MoE layer's dispatches (ragged_dot, blocked) vs every expert on every token (dense).
 #    On a GPU/TPU host: make bench BENCH_TRAIN_ARGS="--preset=qwen3_0p6b --seq_len=2048 --batch=16 --dtype=bfloat16"
 BENCH_TRAIN_ARGS ?= --preset=qwen3_small --seq_len=256 --batch=8
 bench: $(VENV)/.dev-installed
@@ -57,10 +58,12 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.runs_benchmark --preset=qwen3_testbed_narrow --runs=4 --seq_len=256 --batch=8
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8
 	$(PY) -m eval.benchmark --preset=qwen3_small --batch=8 --prompt_len=64 --new_tokens=64
+	$(PY) -m nn_train.models.moe_benchmark --experts=16 --top_k=2 --embed_dim=256 --expert_mlp_dim=256 --tokens=2048
 
 # On a GPU or TPU host: MFU of full fine-tuning (qwen3_1p7b shape, bf16, 2,048-token rows) and of
-# LoRA r32 (qwen3_8b shape, 4,096), decode tokens/s against the HBM roofline, and the long-row
-# attention kernel against dense (nn_train/accel_benchmark.py; ~8 min on an H100, random weights).
+# LoRA r32 (qwen3_8b shape, 4,096), decode tokens/s against the HBM roofline, the long-row
+# attention kernel against dense, and a Qwen3-30B-A3B MoE layer's ragged_dot dispatch against dense
+# (nn_train/accel_benchmark.py; ~8 min on an H100, random weights).
 bench-accel: $(VENV)/.dev-installed
 	$(PY) -m nn_train.accel_benchmark
 

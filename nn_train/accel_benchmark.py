@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-_SECTIONS = flags.DEFINE_list("sections", ["full", "lora", "decode", "attention"], "Which measurements to run.")
+SECTIONS = ("full", "lora", "decode", "attention", "moe")
+_SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), "Which measurements to run.")
 _FULL_PRESET = flags.DEFINE_string("full_preset", "qwen3_1p7b", "Model shape for the full fine-tune.")
 _FULL_SEQ_LEN = flags.DEFINE_integer("full_seq_len", 2048, "Tokens per row, full fine-tune.")
 _FULL_BATCH = flags.DEFINE_integer("full_batch", 8, "Rows per step (all devices), full fine-tune.")
@@ -40,6 +41,8 @@ _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per prom
 _ATTENTION_PRESET = flags.DEFINE_string("attention_preset", "qwen3_8b", "Head shapes for the attention kernels.")
 _ATTENTION_LENGTH = flags.DEFINE_integer("attention_length", 4096, "Row length of the attention comparison.")
 _ATTENTION_BLOCK = flags.DEFINE_integer("attention_block", 512, "Block size of the long-row kernel.")
+_MOE_PRESET = flags.DEFINE_string("moe_preset", "qwen3_30b_a3b", "Model shape of the MoE layer (its experts, top-k, widths).")
+_MOE_TOKENS = flags.DEFINE_integer("moe_tokens", 8192, "Tokens through the MoE layer per step.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (after warm-up) per measurement.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).")
 
@@ -100,14 +103,28 @@ def attention_section() -> None:
     print(f"  {kernel:<14s}  {fast * 1e3:9.2f} ms   dense {dense * 1e3:9.2f} ms   dense / {kernel} {dense / fast:.2f}x")
 
 
+def moe_section() -> None:
+    from nn_train.models import get_config
+    from nn_train.models.moe import resolve_dispatch
+    from nn_train.timing import moe_layer_step
+
+    config = get_config(_MOE_PRESET.value, dtype="bfloat16", param_dtype="bfloat16")
+    tokens, dispatch = _MOE_TOKENS.value, resolve_dispatch("auto")
+    fast, _ = moe_layer_step(config, dispatch, tokens, _STEPS.value)
+    dense, _ = moe_layer_step(config, "dense", tokens, _STEPS.value)
+    print(f"MoE layer fwd+bwd, {_MOE_PRESET.value} experts (E={config.num_experts}, top-{config.experts_per_token}, "
+          f"F={config.expert_mlp_dim}), bf16, {tokens:,} tokens")
+    print(f"  {dispatch:<14s}  {fast * 1e3:9.2f} ms   dense {dense * 1e3:9.2f} ms   dense / {dispatch} {dense / fast:.2f}x")
+
+
 def main(argv):
     del argv
     device = jax.devices()[0]
     print(f"accelerator benchmark on {jax.device_count()} x {device.device_kind} ({device.platform})")
     sections = set(_SECTIONS.value)
-    unknown = sections - {"full", "lora", "decode", "attention"}
+    unknown = sections - set(SECTIONS)
     if unknown:
-        raise app.UsageError(f"--sections: unknown {', '.join(sorted(unknown))}; choose from full, lora, decode, attention")
+        raise app.UsageError(f"--sections: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     if "full" in sections:
         train_section(f"full fine-tune, {_FULL_PRESET.value} shape", preset=_FULL_PRESET.value, seq_len=_FULL_SEQ_LEN.value,
                       batch=_FULL_BATCH.value, remat=_FULL_REMAT.value, lora=False)
@@ -119,6 +136,8 @@ def main(argv):
         decode_section()
     if "attention" in sections:
         attention_section()
+    if "moe" in sections:
+        moe_section()
 
 
 if __name__ == "__main__":

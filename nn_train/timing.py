@@ -1,6 +1,6 @@
 """Timings shared by the benchmarks (nn_train.benchmark, nn_train.models.attention_benchmark,
 nn_train.accel_benchmark): the real train step against the bare forward+backward, and one
-attention layer's forward+backward per kernel. No flags here, so every benchmark can import it."""
+attention layer's forward+backward per kernel, and one MoE layer's per dispatch. No flags here, so every benchmark can import it."""
 
 from __future__ import annotations
 
@@ -112,3 +112,20 @@ def attention_step_seconds(config, length: int, backend: str, block_size: int, s
     segments = jnp.asarray(np.repeat([1, 2], [length // 2, length - length // 2])[None], jnp.int32)  # two packed documents
     fn = _grad_fn(backend, block_size)
     return median_step_seconds(lambda: jax.block_until_ready(fn(*args, segments)), 1, steps)
+
+
+def moe_layer_step(config, dispatch: str, tokens: int, steps: int) -> tuple[float, float]:
+    """(median seconds, compiled temp bytes) of one forward+backward of `config`'s MoE layer under `dispatch`."""
+    config = config.replace(moe_dispatch=dispatch)
+    from nn_train.models.moe import MoE
+
+    graphdef, params = nnx.split(MoE(config, rngs=nnx.Rngs(0)))
+    x = jax.random.normal(jax.random.key(1), (tokens, config.embed_dim), config.jnp_dtype)
+
+    @jax.jit
+    def step(params, x):
+        loss = lambda p, x: nnx.merge(graphdef, p)(x).astype(jnp.float32).sum()
+        return jax.grad(loss, argnums=(0, 1))(params, x)
+
+    temp = step.lower(params, x).compile().memory_analysis().temp_size_in_bytes
+    return median_step_seconds(lambda: jax.block_until_ready(step(params, x)), 1, steps), temp

@@ -12,13 +12,10 @@ ratio is dense / dispatch seconds (> 1: faster than dense). Temp MiB is XLA's co
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from absl import app, flags
-from flax import nnx
 
-from nn_train.metrics import median_step_seconds
 from nn_train.models import get_config
-from nn_train.models.moe import MoE
+from nn_train.timing import moe_layer_step
 
 _EXPERTS = flags.DEFINE_integer("experts", 16, "Experts E.")
 _TOP_K = flags.DEFINE_integer("top_k", 2, "Experts per token k.")
@@ -29,28 +26,14 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps after one warm-up.")
 
 
-def layer_step(dispatch: str, steps: int) -> tuple[float, float]:
-    """(median seconds, compiled temp bytes) of one forward+backward of the layer under `dispatch`."""
-    config = get_config("qwen3_moe_tiny", embed_dim=_EMBED.value, num_experts=_EXPERTS.value, experts_per_token=_TOP_K.value,
-                        expert_mlp_dim=_EXPERT_MLP.value, moe_dispatch=dispatch, dtype=_DTYPE.value, param_dtype=_DTYPE.value)
-    graphdef, params = nnx.split(MoE(config, rngs=nnx.Rngs(0)))
-    x = jax.random.normal(jax.random.key(1), (_TOKENS.value, config.embed_dim), config.jnp_dtype)
-
-    @jax.jit
-    def step(params, x):
-        loss = lambda p, x: nnx.merge(graphdef, p)(x).astype(jnp.float32).sum()
-        return jax.grad(loss, argnums=(0, 1))(params, x)
-
-    temp = step.lower(params, x).compile().memory_analysis().temp_size_in_bytes
-    return median_step_seconds(lambda: jax.block_until_ready(step(params, x)), 1, steps), temp
-
-
 def main(argv):
     del argv
     e, k, tokens = _EXPERTS.value, _TOP_K.value, _TOKENS.value
     print(f"MoE layer fwd+bwd: E={e} experts, top-{k}, D={_EMBED.value}, F={_EXPERT_MLP.value}, {tokens:,} tokens, "
           f"{_DTYPE.value}, on {jax.devices()[0].platform}; baseline: dense (every expert, {e / k:.0f}x the expert FLOPs)")
-    results = {d: layer_step(d, _STEPS.value) for d in ("dense", "ragged", "blocked")}
+    config = get_config("qwen3_moe_tiny", embed_dim=_EMBED.value, num_experts=e, experts_per_token=k,
+                        expert_mlp_dim=_EXPERT_MLP.value, dtype=_DTYPE.value, param_dtype=_DTYPE.value)
+    results = {d: moe_layer_step(config, d, tokens, _STEPS.value) for d in ("dense", "ragged", "blocked")}
     dense_seconds = results["dense"][0]
     for dispatch, (seconds, temp) in results.items():
         print(f"  {dispatch:<8} {tokens / seconds:>10,.0f} tokens/s  {seconds * 1e3:8.1f} ms/step  temp {temp / 2**20:8.1f} MiB  "
