@@ -22,7 +22,7 @@ import ml_collections
 
 from data_gen.strict_config import check_keys
 from nn_train.models import PRESETS
-from nn_train.models.config import ATTENTION_BACKENDS, DTYPES, REMAT_POLICIES
+from nn_train.models.config import ATTENTION_BACKENDS, DTYPES, MOE_DISPATCHES, REMAT_POLICIES
 from nn_train.models.lora import DEFAULT_TARGETS
 
 DATA_SOURCES = ("synthetic", "jsonl", "tfds")
@@ -50,6 +50,9 @@ def default_config() -> ml_collections.ConfigDict:
     # auto | true | false: run the layers as one jax.lax.scan over stacked parameters, so compile
     # time does not grow with depth; auto scans models of >= 0.5B parameters (every published preset)
     c.model.scan_layers = "auto"
+    # Mixture-of-experts models only (nn_train.models.moe): auto | ragged | blocked | dense; auto is
+    # ragged_dot's grouped matmuls on GPU/TPU and the blocked scan on CPU
+    c.model.moe_dispatch = "auto"
 
     c.lora = ml_collections.ConfigDict()
     c.lora.enabled = True  # False: full fine-tuning of every parameter
@@ -144,6 +147,7 @@ _CHOICES = {
     "model.remat": REMAT_POLICIES,
     "model.attention": ATTENTION_BACKENDS,
     "model.scan_layers": tuple(SCAN_LAYERS),
+    "model.moe_dispatch": MOE_DISPATCHES,
     "data.source": DATA_SOURCES,
     "optimizer.schedule": LR_SCHEDULES,
     "checkpoint.schedule": CHECKPOINT_SCHEDULES,
@@ -156,7 +160,8 @@ def model_overrides(config: ml_collections.ConfigDict) -> dict:
     # A run's saved config from before layers could be scanned has no key: its layers were a loop.
     scan_layers = SCAN_LAYERS[m.get("scan_layers", "false")]
     return dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat, attention=m.attention,
-                attention_block_size=m.attention_block_size, scan_layers=scan_layers)
+                attention_block_size=m.attention_block_size, scan_layers=scan_layers,
+                moe_dispatch=m.get("moe_dispatch", "auto"))  # absent from runs saved before MoE models
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

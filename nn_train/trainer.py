@@ -62,7 +62,7 @@ RESUME_MUST_MATCH = ("model", "lora", "data")
 # ... except what changes how the same numbers are computed, not which: a run may resume with
 # another attention kernel or remat policy (e.g. to fit longer rows), and from a checkpoint written
 # before these keys existed.
-RESUME_MAY_CHANGE = frozenset({"model.remat", "model.attention", "model.attention_block_size"})
+RESUME_MAY_CHANGE = frozenset({"model.remat", "model.attention", "model.attention_block_size", "model.moe_dispatch"})
 # Compared as resolved (ModelConfig.scan_layers), not as written: "auto" may mean either layout, and
 # the checkpoint's arrays are stacked or not accordingly.
 RESUME_LAYOUT_KEYS = frozenset({"model.scan_layers"})

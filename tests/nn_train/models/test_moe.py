@@ -214,3 +214,14 @@ def test_full_fine_tuning_on_a_2x2x2_mesh_takes_the_single_device_steps(tmp_path
     one, eight = losses(tmp_path / "one"), losses(tmp_path / "eight")
     np.testing.assert_allclose([eight[s] for s in sorted(one)], [one[s] for s in sorted(one)], rtol=1e-4)
     assert one[4] < one[1]
+
+
+def test_the_run_config_chooses_the_dispatch_and_names_a_bad_one():
+    from nn_train.config import ConfigError, model_overrides, validate_config
+    from tests.nn_train.test_trainer import tiny_config
+
+    config = tiny_config(**{"model.preset": "qwen3_moe_tiny", "model.moe_dispatch": "ragged"})
+    validate_config(config)
+    assert model_overrides(config)["moe_dispatch"] == "ragged"
+    with pytest.raises(ConfigError, match=r"config key 'model.moe_dispatch' is 'sparse'; choose one of: auto, ragged, blocked, dense"):
+        validate_config(tiny_config(**{"model.moe_dispatch": "sparse"}))
