@@ -93,6 +93,10 @@ def default_config() -> ml_collections.ConfigDict:
     # 0: whole rows at once. A device's rows of no more tokens than this are unaffected. At 10k tokens
     # x a 152k vocabulary the whole-row float32 logits and their gradient take tens of GB (nn_train.plan).
     c.training.loss_chunk_tokens = 2048
+    # Mixture-of-experts models: the weight of the router's load-balancing loss (Switch Transformer,
+    # as transformers computes it) added to the cross-entropy. Its value is logged either way
+    # (router_aux_loss); 0, as in transformers unless output_router_logits is set.
+    c.training.router_aux_loss_weight = 0.0
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = 1  # sizes of the (data, fsdp, tensor) mesh axes; one may be -1 = fill
@@ -136,6 +140,7 @@ _RANGES = {
     "training.microbatches": (1, None, True),
     "training.num_epochs": (0, None, False),
     "training.loss_chunk_tokens": (0, None, True),
+    "training.router_aux_loss_weight": (0, None, True),
     "checkpoint.num_log": (1, None, True),
     "checkpoint.first_log_step": (1, None, True),
     "checkpoint.every_steps": (1, None, True),

@@ -46,6 +46,7 @@ from nn_train.models import create_model, get_config, target_log_probs
 from nn_train.models.attention import check_available
 from nn_train.models.hf_checkpoint import load_hf_model
 from nn_train.models.lora import LoRAConfig, apply_lora
+from nn_train.models.moe import load_balancing_loss
 from nn_train.models.transformer import Transformer
 from nn_train.sharding import make_mesh, state_shardings
 
@@ -286,30 +287,41 @@ def train_step_function(config: ml_collections.ConfigDict, graphdef, tx: optax.G
     dropout_seed = config.training.seed
     uses_dropout = config.lora.enabled and config.lora.dropout > 0
 
+    routed = [False]  # set while tracing: whether the model has routers (an MoE), so the step logs their loss
+
     def loss_sum(params, frozen, batch, step):
         model = nnx.merge(graphdef, params, frozen)
         if uses_dropout:  # a fresh, reproducible dropout key per step
             nnx.reseed(model, dropout=jax.random.fold_in(jax.random.key(dropout_seed), step))
-        hidden = model.hidden_states(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+        hidden, router_stats = model.hidden_states_and_router_stats(batch["inputs"], positions=batch["positions"],
+                                                                    segment_ids=batch["segment_ids"])
         log_probs = target_log_probs(model, hidden, batch["targets"], config.training.loss_chunk_tokens)
         weights = batch["weights"]
-        return -(log_probs * weights).sum(), weights.sum()
+        cross_entropy, weight = -(log_probs * weights).sum(), weights.sum()
+        routed[0] = router_stats is not None
+        if router_stats is None:  # a dense model
+            return cross_entropy, (cross_entropy, weight, 0.0)
+        # Weighted by the microbatch's tokens like the cross-entropy, so the step's gradient is that
+        # of mean cross-entropy + weight * the microbatches' token-weighted mean aux loss.
+        router_aux = load_balancing_loss(router_stats) * weight
+        return cross_entropy + config.training.router_aux_loss_weight * router_aux, (cross_entropy, weight, router_aux)
 
     def train_step(state, frozen, batch):
         trace_count[0] += 1
         params = state["params"]
 
         def accumulate(carry, microbatch):
-            grads_sum, loss_total, weight_total = carry
-            (loss, weight), grads = jax.value_and_grad(loss_sum, has_aux=True)(params, frozen, microbatch, state["step"])
+            grads_sum, loss_total, weight_total, aux_total = carry
+            (_, (loss, weight, aux)), grads = jax.value_and_grad(loss_sum, has_aux=True)(params, frozen, microbatch, state["step"])
             grads_sum = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_sum, grads)
-            return (grads_sum, loss_total + loss, weight_total + weight), None
+            return (grads_sum, loss_total + loss, weight_total + weight, aux_total + aux), None
 
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        start = (zeros, 0.0, 0.0, 0.0)
         if batch["inputs"].shape[0] == 1:  # no accumulation: skip the loop (XLA CPU runs while-loops slowly)
-            (grads, loss, weight), _ = accumulate((zeros, 0.0, 0.0), jax.tree.map(lambda x: x[0], batch))
+            (grads, loss, weight, aux), _ = accumulate(start, jax.tree.map(lambda x: x[0], batch))
         else:
-            (grads, loss, weight), _ = jax.lax.scan(accumulate, (zeros, 0.0, 0.0), batch)
+            (grads, loss, weight, aux), _ = jax.lax.scan(accumulate, start, batch)
         denominator = jnp.maximum(weight, 1.0)  # a batch with no weighted token changes nothing
         grads = jax.tree.map(lambda g, p: (g / denominator).astype(p.dtype), grads, params)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
@@ -322,6 +334,8 @@ def train_step_function(config: ml_collections.ConfigDict, graphdef, tx: optax.G
             "weighted_tokens": weight,
             "learning_rate": schedule(state["step"]),
         }
+        if routed[0]:
+            metrics["router_aux_loss"] = aux / denominator
         return new_state, metrics
 
     return train_step

@@ -28,6 +28,7 @@ Kept free of Qwen specifics beyond the routing rule, so DeepSeek-style models ca
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -36,6 +37,27 @@ from flax import nnx
 
 from nn_train.models.config import ModelConfig
 from nn_train.models.layers import Dense, normal_init
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RouterStats:
+    """What the load-balancing loss needs from one or more layers' routing, summed over tokens."""
+
+    assignments: jax.Array  # [E] top-k assignments per expert
+    probability: jax.Array  # [E] router probability per expert
+    tokens: jax.Array  # [] tokens counted (times layers, once summed over layers)
+
+    def __add__(self, other: "RouterStats") -> "RouterStats":
+        return jax.tree.map(jnp.add, self, other)
+
+
+def load_balancing_loss(stats: RouterStats) -> jax.Array:
+    """The Switch Transformer auxiliary loss as transformers computes it for Qwen3-MoE
+    (load_balancing_loss_func): E · Σ_e (assignments_e / tokens) · (probability_e / tokens), with
+    tokens and assignments pooled over every layer. It is k when routing is uniform."""
+    tokens = jnp.maximum(stats.tokens, 1.0)
+    return stats.assignments.shape[0] * jnp.sum((stats.assignments / tokens) * (stats.probability / tokens))
 
 
 class Experts(nnx.Module):
@@ -59,22 +81,40 @@ class MoE(nnx.Module):
 
     def route(self, x_md: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Tokens [M, D] → (weights [M, k] in the compute dtype, expert ids [M, k] int32)."""
-        cfg = self.config
+        return self.top_k(self.router_probs(x_md))
+
+    def router_probs(self, x_md: jax.Array) -> jax.Array:
+        """Tokens [M, D] → float32 softmax over the experts [M, E]."""
         kernel = self.router.kernel[...].astype(jnp.float32)
-        probs = jax.nn.softmax(x_md.astype(jnp.float32) @ kernel, axis=-1)
+        return jax.nn.softmax(x_md.astype(jnp.float32) @ kernel, axis=-1)
+
+    def top_k(self, probs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        cfg = self.config
         weights, experts = jax.lax.top_k(probs, cfg.experts_per_token)
         if cfg.norm_topk_prob:
             weights = weights / weights.sum(axis=-1, keepdims=True)
         return weights.astype(cfg.jnp_dtype), experts.astype(jnp.int32)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        return self.forward(x)[0]
+
+    def forward(self, x: jax.Array, valid: jax.Array | None = None) -> tuple[jax.Array, RouterStats]:
+        """x [..., D] → (y [..., D], this layer's RouterStats over the tokens where `valid` [...] is
+        true: every token when None)."""
         cfg = self.config
         x_md = x.astype(cfg.jnp_dtype).reshape(-1, x.shape[-1])
-        weights, experts = self.route(x_md)
+        probs = self.router_probs(x_md)
+        weights, experts = self.top_k(probs)
+        valid_m = jnp.ones(x_md.shape[0], jnp.float32) if valid is None else valid.reshape(-1).astype(jnp.float32)
+        stats = RouterStats(
+            assignments=jnp.zeros(cfg.num_experts, jnp.float32).at[experts].add(jnp.broadcast_to(valid_m[:, None], experts.shape)),
+            probability=(probs * valid_m[:, None]).sum(axis=0),
+            tokens=valid_m.sum(),
+        )
         gate, up, down = (p[...].astype(cfg.jnp_dtype) for p in (self.experts.gate_proj, self.experts.up_proj, self.experts.down_proj))
         dispatch = {"dense": _dense_dispatch, "ragged": _ragged_dispatch, "blocked": _blocked_dispatch}[resolve_dispatch(cfg.moe_dispatch)]
         y_md = _per_device(dispatch, x_md, weights, experts, gate, up, down)
-        return y_md.reshape(x.shape).astype(x.dtype)
+        return y_md.reshape(x.shape).astype(x.dtype), stats
 
 
 def _per_device(dispatch, x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:

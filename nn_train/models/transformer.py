@@ -42,7 +42,7 @@ from flax import nnx
 from nn_train.models.attention import Mask, attend
 from nn_train.models.config import ModelConfig
 from nn_train.models.layers import Dense, RMSNorm, normal_init
-from nn_train.models.moe import MoE
+from nn_train.models.moe import MoE, RouterStats
 from nn_train.sharding import shard_activation
 
 
@@ -168,9 +168,17 @@ class Block(nnx.Module):
         self.mlp = MoE(config, rngs=rngs) if config.num_experts else MLP(config, rngs=rngs)
 
     def __call__(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> jax.Array:
+        return self.forward(x, positions, mask, inv_freq)[0]
+
+    def forward(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> tuple[jax.Array, RouterStats | None]:
+        """The block, and for an MoE block its RouterStats over the real (non-padding) tokens."""
         x = x + self.attn(self.input_norm(x), positions, mask, inv_freq)
-        x = x + self.mlp(self.post_attn_norm(x))
-        return shard_activation(x, ("act_batch", "act_length", "act_embed"))
+        stats = None
+        if isinstance(self.mlp, MoE):
+            mlp_out, stats = self.mlp.forward(self.post_attn_norm(x), valid=mask.q_segments != 0)
+        else:
+            mlp_out = self.mlp(self.post_attn_norm(x))
+        return shard_activation(x + mlp_out, ("act_batch", "act_length", "act_embed")), stats
 
     def extend(self, x, positions, mask, inv_freq, cache_k, cache_v, index):
         """The block over a chunk of new tokens with a KV cache (see Attention.extend)."""
@@ -286,6 +294,12 @@ class Transformer(nnx.Module):
                       segment_ids: jax.Array | None = None) -> jax.Array:
         """tokens [B, T] → the last block's output [B, T, D], before the final norm; `logits` maps it to
         the vocabulary. A loss may do that a chunk of tokens at a time (target_log_probs)."""
+        return self.hidden_states_and_router_stats(tokens, positions=positions, segment_ids=segment_ids)[0]
+
+    def hidden_states_and_router_stats(self, tokens: jax.Array, *, positions: jax.Array | None = None,
+                                       segment_ids: jax.Array | None = None) -> tuple[jax.Array, RouterStats | None]:
+        """hidden_states, and for an MoE model the RouterStats of every layer summed (the input of
+        moe.load_balancing_loss); None for a dense model."""
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
@@ -300,17 +314,20 @@ class Transformer(nnx.Module):
             graphdef, stacked = nnx.split(self.layers)
 
             def layer_step(x, layer_state):
-                return nnx.merge(graphdef, layer_state)(x, positions, mask, inv_freq), None
+                return nnx.merge(graphdef, layer_state).forward(x, positions, mask, inv_freq)
 
             if remat != "none":
                 layer_step = jax.checkpoint(layer_step, policy=_REMAT[remat])
-            return jax.lax.scan(layer_step, x, stacked)[0]
+            x, per_layer = jax.lax.scan(layer_step, x, stacked)
+            return x, None if per_layer is None else jax.tree.map(lambda s: s.sum(axis=0), per_layer)
+        total = None
         for block in self.layers:
             if remat == "none":
-                x = block(x, positions, mask, inv_freq)
+                x, stats = block.forward(x, positions, mask, inv_freq)
             else:
-                x = nnx.remat(lambda blk, *args: blk(*args), policy=_REMAT[remat])(block, x, positions, mask, inv_freq)
-        return x
+                x, stats = nnx.remat(lambda blk, *args: blk.forward(*args), policy=_REMAT[remat])(block, x, positions, mask, inv_freq)
+            total = stats if total is None else total + stats
+        return x, total
 
     def logits(self, x: jax.Array) -> jax.Array:
         """hidden states [..., D] (hidden_states) → float32 logits [..., V]."""

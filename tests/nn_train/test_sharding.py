@@ -97,5 +97,5 @@ def test_bad_mesh_sizes(sizes, message):
 
 def test_fill_axis_and_unknown_logical_axis():
     assert dict(make_mesh(data=2, fsdp=-1, tensor=2).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
-    with pytest.raises(KeyError, match="logical axis 'experts' has no rule"):
-        logical_to_spec(("experts",))
+    with pytest.raises(KeyError, match="logical axis 'moe_groups' has no rule"):
+        logical_to_spec(("moe_groups",))

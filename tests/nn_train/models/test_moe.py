@@ -225,3 +225,42 @@ def test_the_run_config_chooses_the_dispatch_and_names_a_bad_one():
     assert model_overrides(config)["moe_dispatch"] == "ragged"
     with pytest.raises(ConfigError, match=r"config key 'model.moe_dispatch' is 'sparse'; choose one of: auto, ragged, blocked, dense"):
         validate_config(tiny_config(**{"model.moe_dispatch": "sparse"}))
+
+
+def test_the_load_balancing_loss_equals_transformers_over_real_tokens(hf_checkpoints):
+    torch = pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import load_balancing_loss_func
+
+    from nn_train.models.moe import load_balancing_loss
+
+    hf_model, directory = hf_checkpoints(CASE)
+    tokens = random_tokens(batch=2, length=20, seed=7)
+    valid = np.ones_like(tokens)
+    valid[1, 14:] = 0  # right padding, left out of the loss on both sides
+    with torch.no_grad():
+        out = hf_model(torch.as_tensor(tokens), attention_mask=torch.as_tensor(valid), output_router_logits=True)
+        expected = float(load_balancing_loss_func(out.router_logits, 8, 2, torch.as_tensor(valid)))
+    for scan in (False, True):
+        model = load_hf_model(directory, scan_layers=scan)
+        _, stats = nnx.jit(lambda m, t, s: m.hidden_states_and_router_stats(t, segment_ids=s))(model, jnp.asarray(tokens), jnp.asarray(valid))
+        assert float(stats.tokens) == 2 * (20 + 14)  # two layers' real tokens
+        assert abs(float(load_balancing_loss(stats)) - expected) < 1e-5, (scan, expected)
+    assert 2.0 < expected < 8.0  # k when balanced; routing is uneven here
+
+
+def test_the_aux_loss_is_logged_and_its_weight_moves_the_router(tmp_path):
+    from nn_train.trainer import train
+    from tests.nn_train.test_trainer import losses, restored_params, tiny_config
+
+    common = {"model.preset": "qwen3_moe_tiny", "lora.enabled": False, "training.num_steps": 3, "checkpoint.schedule": "final"}
+    train(tiny_config(**common), tmp_path / "off")
+    train(tiny_config(**common, **{"training.router_aux_loss_weight": 10.0}), tmp_path / "on")
+    import json
+    records = [json.loads(line) for line in (tmp_path / "off" / "metrics.jsonl").read_text().splitlines()]
+    assert all(1.9 < r["router_aux_loss"] < 8.0 for r in records)
+    assert losses(tmp_path / "off")[1] == losses(tmp_path / "on")[1], "the logged loss is the cross-entropy alone"
+    router = lambda run: np.asarray(restored_params(tmp_path / run, 3)[1]["params"]["layers"]["0"]["mlp"]["router"]["kernel"])
+    assert np.abs(router("on") - router("off")).max() > 1e-4
+    dense = tmp_path / "dense"
+    train(tiny_config(**{"training.num_steps": 1, "checkpoint.schedule": "final"}), dense)
+    assert "router_aux_loss" not in json.loads((dense / "metrics.jsonl").read_text().splitlines()[-1])
