@@ -33,6 +33,7 @@ from safetensors.numpy import save_file
 
 from nn_train.models.hf_checkpoint import hf_module_name, staged_directory
 from nn_train.models.layers import Dense
+from nn_train.models.moe import Experts
 from nn_train.models.transformer import Transformer, stack_layers
 
 DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
@@ -93,6 +94,33 @@ class LoRA(nnx.Module):
         return self.scale * low_rank.reshape(*layers, *in_shape, *out_shape)
 
 
+class ExpertAdapters(nnx.Module):
+    """LoRA adapters on an MoE layer's expert kernels: for each adapted projection, one LoRA per
+    expert stacked on a leading "experts" axis (A [E, *in, r], B [E, r, *out]; [L, E, ...] for
+    scanned layers). Experts.kernels folds their deltas in, so every dispatch runs them."""
+
+    PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+
+    def __init__(self, adapters: dict[str, LoRA]):
+        for name in self.PROJECTIONS:
+            setattr(self, name, adapters[name] if name in adapters else nnx.data(None))
+
+    @property
+    def adapters(self) -> dict[str, LoRA]:
+        return {name: getattr(self, name) for name in self.PROJECTIONS if getattr(self, name) is not None}
+
+
+def _expert_kernels(model: Transformer) -> list[tuple[str, tuple, Experts, str]]:
+    """(target name, kernel path, Experts module, projection) of every expert kernel; the name is its
+    MoE layer's path and the projection ("layers.0.mlp.gate_proj"), as a dense MLP's would read."""
+    out = []
+    for path, module in nnx.iter_modules(model):
+        if isinstance(module, Experts):
+            moe = ".".join(map(str, path[:-1]))
+            out += [(f"{moe}.{name}", (*path, name), module, name) for name in ExpertAdapters.PROJECTIONS]
+    return out
+
+
 def _dense_modules(model: Transformer) -> list[tuple[str, tuple, Dense]]:
     out = []
     for path, module in nnx.iter_modules(model):
@@ -119,13 +147,15 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
         return LoRA(dense.in_shape, dense.out_shape, kernel_axes[:n], kernel_axes[n:], config,
                     param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
 
-    adapted = [name for name, _ in targets]
+    expert_targets = [(name, experts, proj) for name, _, experts, proj in _expert_kernels(model) if any(p.search(name) for p in patterns)]
+    adapted = [name for name, _ in targets] + [name for name, _, _ in expert_targets]
     unmatched = [p.pattern for p in patterns if not any(p.search(name) for name in adapted)]
     if not adapted or unmatched:
         names = ", ".join(n for n, _, _ in _dense_modules(model)[:8])
-        experts = (" The MLP of a mixture-of-experts model is its experts, which take no LoRA adapters yet: target the "
-                   "attention alone, e.g. lora.targets='attn\\.(q|k|v|o)_proj'.") if mc.num_experts else ""
-        raise ValueError(f"LoRA targets {', '.join(unmatched or config.targets)} match no module; module paths look like: {names}, ...{experts}")
+        raise ValueError(f"LoRA targets {', '.join(unmatched or config.targets)} match no module; module paths look like: {names}, ...")
+    if expert_targets and config.dropout > 0:
+        raise ValueError("LoRA dropout does not apply to expert adapters (they are folded into the experts' kernels); "
+                         "set lora dropout to 0 or target the attention alone")
     if mc.scan_layers:
         # Drawn layer by layer in the loop's order, then stacked: the same adapters as the loop's.
         per_layer = [[adapter_for(dense) for _, dense in targets] for _ in range(mc.num_layers)]
@@ -134,6 +164,7 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
     else:
         for _, dense in targets:
             dense.lora = adapter_for(dense)
+    _attach_expert_adapters(model, expert_targets, config, rngs)
     if config.train_unembedding:
         unembed_adapter = LoRA((mc.embed_dim,), (mc.vocab_size,), ("embed",), ("vocab",), config,
                                param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
@@ -146,9 +177,35 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
     return adapted
 
 
+def _attach_expert_adapters(model: Transformer, expert_targets, config: LoRAConfig, rngs: nnx.Rngs) -> None:
+    """One LoRA per expert and adapted projection, stacked over the experts (and, scanned, the layers);
+    drawn layer by layer in the same order either way, so a scanned model gets the loop's adapters."""
+    mc = model.config
+    d, f = mc.embed_dim, mc.expert_mlp_dim
+    shapes = {"gate_proj": ((d,), (f,), ("embed",), ("mlp",)), "up_proj": ((d,), (f,), ("embed",), ("mlp",)),
+              "down_proj": ((f,), (d,), ("mlp",), ("embed",))}
+    by_module: dict[int, tuple[Experts, list[str]]] = {}
+    for _, experts, proj in expert_targets:
+        by_module.setdefault(id(experts), (experts, []))[1].append(proj)
+
+    def layer_adapters(projections: list[str]) -> dict[str, LoRA]:
+        return {proj: stack_layers([LoRA(*shapes[proj], config, param_dtype=mc.jnp_param_dtype, dtype=mc.jnp_dtype, rngs=rngs)
+                                    for _ in range(mc.num_experts)], axis="experts") for proj in projections}
+
+    for experts, projections in by_module.values():
+        if mc.scan_layers:
+            per_layer = [layer_adapters(projections) for _ in range(mc.num_layers)]
+            experts.lora = ExpertAdapters({proj: stack_layers([layer[proj] for layer in per_layer]) for proj in projections})
+        else:
+            experts.lora = ExpertAdapters(layer_adapters(projections))
+
+
 def lora_modules(model: Transformer) -> dict[str, LoRA]:
     """Adapted module path (as apply_lora names it) → its adapter."""
     found = {name: dense.lora for name, _, dense in _dense_modules(model) if dense.lora is not None}
+    for name, _, experts, proj in _expert_kernels(model):
+        if experts.lora is not None and proj in experts.lora.adapters:
+            found[name] = experts.lora.adapters[proj]
     if getattr(model.embed, "unembed_lora", None) is not None:
         found["embed.unembed"] = model.embed.unembed_lora
     return found
@@ -170,7 +227,8 @@ def merge_lora(model: Transformer) -> Transformer:
     merged = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
     source = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     target = dict(nnx.to_flat_state(nnx.state(merged, nnx.Param)))
-    dense_paths = {name: path for name, path, _ in _dense_modules(model)}
+    kernel_paths = {name: path + ("kernel",) for name, path, _ in _dense_modules(model)}
+    kernel_paths.update({name: path for name, path, _, _ in _expert_kernels(model)})
     for path, variable in target.items():
         if path in source:
             value = source[path].get_value()
@@ -178,7 +236,7 @@ def merge_lora(model: Transformer) -> Transformer:
             value = source[("embed", "embedding")].get_value().T
         variable.set_value(value)
     for name, adapter in adapters.items():
-        kernel = target[dense_paths[name] + ("kernel",)]
+        kernel = target[kernel_paths[name]]
         kernel.set_value((kernel.get_value().astype(jnp.float32) + adapter.delta()).astype(kernel.get_value().dtype))
     if tied_delta is not None:
         head = target[("lm_head", "kernel")]
@@ -191,6 +249,10 @@ def _peft_tensors(model: Transformer, config: LoRAConfig) -> dict[str, np.ndarra
     """PEFT adapter tensors: lora_A.weight [r, in_features], lora_B.weight [out_features, r]."""
     tensors = {}
     dense_paths = {name: path for name, path, _ in _dense_modules(model)}
+    expert_adapted = [name for name, _, experts, proj in _expert_kernels(model) if experts.lora is not None and proj in experts.lora.adapters]
+    if expert_adapted:
+        raise ValueError(f"adapters on MoE experts ({expert_adapted[0]}, ...) have no PEFT export yet: export the merged model "
+                         "(export_hf_model(merge_lora(model))), or train adapters on the attention alone")
     stacked_layers = model.config.num_layers if model.config.scan_layers else None
     for name, adapter in lora_modules(model).items():
         a = np.asarray(jax.device_get(adapter.a[...]), np.float32)

@@ -71,6 +71,19 @@ class Experts(nnx.Module):
         self.gate_proj = nnx.Param(init(rngs.params(), (d, f)), logical_axes=("experts", "embed", "mlp"))
         self.up_proj = nnx.Param(init(rngs.params(), (d, f)), logical_axes=("experts", "embed", "mlp"))
         self.down_proj = nnx.Param(init(rngs.params(), (f, d)), logical_axes=("experts", "mlp", "embed"))
+        # LoRA adapters on these kernels (nn_train.models.lora.ExpertAdapters), attached later.
+        self.lora = nnx.data(None)
+
+    def kernels(self, dtype) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(gate, up, down) in `dtype`, each with its LoRA update scale·A_e·B_e folded in when adapted:
+        every dispatch then runs adapted experts as plain ones."""
+        kernels = []
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            kernel = getattr(self, name)[...]
+            if self.lora is not None and name in self.lora.adapters:
+                kernel = kernel.astype(jnp.float32) + self.lora.adapters[name].delta()
+            kernels.append(kernel.astype(dtype))
+        return tuple(kernels)
 
 
 class MoE(nnx.Module):
@@ -111,7 +124,7 @@ class MoE(nnx.Module):
             probability=(probs * valid_m[:, None]).sum(axis=0),
             tokens=valid_m.sum(),
         )
-        gate, up, down = (p[...].astype(cfg.jnp_dtype) for p in (self.experts.gate_proj, self.experts.up_proj, self.experts.down_proj))
+        gate, up, down = self.experts.kernels(cfg.jnp_dtype)
         dispatch = {"dense": _dense_dispatch, "ragged": _ragged_dispatch, "blocked": _blocked_dispatch}[resolve_dispatch(cfg.moe_dispatch)]
         y_md = _per_device(dispatch, x_md, weights, experts, gate, up, down)
         return y_md.reshape(x.shape).astype(x.dtype), stats

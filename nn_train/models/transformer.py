@@ -241,21 +241,23 @@ _REMAT = {
 }
 
 
-def stack_layers(modules: Sequence[nnx.Module]) -> nnx.Module:
+def stack_layers(modules: Sequence[nnx.Module], axis: str = "layers") -> nnx.Module:
     """One module of the layers' modules (Blocks, or their LoRA adapters) whose every variable holds
     their values stacked on a leading axis (logical axis "layers"): what jax.lax.scan runs over. The
-    modules are built one by one first, so a scanned model starts from the loop's weights of a seed."""
+    modules are built one by one first, so a scanned model starts from the loop's weights of a seed.
+    (`axis` names another stacking, e.g. "experts" for one adapter per expert.)"""
     graphdef, _ = nnx.split(modules[0])
     stacked = jax.tree.map(lambda *values: jnp.stack(values), *(nnx.state(module) for module in modules))
-    return nnx.merge(graphdef, jax.tree.map(_add_layers_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
+    add_axis = lambda variable: _add_leading_axis(variable, axis)
+    return nnx.merge(graphdef, jax.tree.map(add_axis, stacked, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
-def _add_layers_axis(variable: nnx.Variable) -> nnx.Variable:
-    """A copy of a stacked variable whose logical axes start with "layers"."""
+def _add_leading_axis(variable: nnx.Variable, axis: str) -> nnx.Variable:
+    """A copy of a stacked variable whose logical axes start with `axis`."""
     variable = variable.replace(variable.get_value())
     axes = variable.get_metadata().get("logical_axes")
     if axes is not None:
-        variable.set_metadata(logical_axes=("layers", *axes))
+        variable.set_metadata(logical_axes=(axis, *axes))
     return variable
 
 

@@ -105,22 +105,49 @@ def test_a_sharded_forward_on_8_devices_equals_one_device(dispatch):
     np.testing.assert_allclose(sharded, single, atol=1e-5)
 
 
-def test_a_moe_run_trains_with_lora_on_its_attention_and_says_why_not_its_experts(tmp_path):
-    from nn_train.config import ConfigError
+def test_a_lora_run_adapts_the_attention_and_every_expert(tmp_path):
     from nn_train.trainer import train
     from tests.nn_train.test_trainer import losses, restored_params, tiny_config
 
-    moe = {"model.preset": "qwen3_moe_tiny", "training.num_steps": 6, "checkpoint.schedule": "final"}
-    with pytest.raises(ConfigError, match=r"mlp\\\.\(gate\|up\|down\)_proj match no module.*experts, which take no LoRA adapters yet"):
-        train(tiny_config(**moe), tmp_path / "default_targets")
-    summary = train(tiny_config(**moe, **{"lora.targets": r"attn\.(q|k|v|o)_proj"}), tmp_path / "attention")
-    assert summary["checkpoints"] == [6] and all(np.isfinite(list(losses(tmp_path / "attention").values())))
-    _, state = restored_params(tmp_path / "attention", 6)
-    adapters = {path: leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state["params"])}
-    names = [jax.tree_util.keystr(path) for path in adapters]
-    assert not any("mlp" in name for name in names) and any("q_proj" in name for name in names)
-    assert all(np.abs(np.asarray(leaf)).max() > 0 for path, leaf in adapters.items() if path[-1].key == "b"), \
-        "every adapter's B moved from its zero start"
+    summary = train(tiny_config(**{"model.preset": "qwen3_moe_tiny", "training.num_steps": 6, "checkpoint.schedule": "final"}),
+                    tmp_path)  # the default targets: attention and MLP projections, here the experts'
+    assert summary["checkpoints"] == [6] and all(np.isfinite(list(losses(tmp_path).values())))
+    _, state = restored_params(tmp_path, 6)
+    adapters = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(state["params"])}
+    expert_b = [name for name in adapters if "experts" in name and name.endswith("['b']")]
+    assert len(expert_b) == 2 * 3 and any("q_proj" in name for name in adapters)  # 2 layers x gate, up, down
+    assert {adapters[name].shape for name in expert_b} == {(8, 4, 32), (8, 4, 64)}  # B [E, r, F] (gate, up), [E, r, D] (down)
+    assert all(np.abs(adapters[name]).max() > 0 for name in expert_b), "every expert adapter's B moved from zero"
+
+
+def test_expert_adapters_merge_exactly_scan_like_the_loop_and_refuse_peft(tmp_path):
+    import transformers
+
+    from nn_train.models.lora import LoRAConfig, apply_lora, export_peft, lora_modules, merge_lora
+
+    tokens = jnp.asarray(random_tokens(2, 16) % 512)
+    config = LoRAConfig(rank=4, alpha=8, train_unembedding=False)
+    model = create_model(get_config("qwen3_moe_tiny", scan_layers=False), seed=0)
+    assert "layers.1.mlp.down_proj" in apply_lora(model, config, rngs=nnx.Rngs(1))
+    loop = lora_modules(model)
+    for i, adapter in enumerate(loop.values()):  # as if trained: B away from zero
+        adapter.b.set_value(0.05 * jax.random.normal(jax.random.key(i), adapter.b.get_value().shape))
+    scanned_model = create_model(get_config("qwen3_moe_tiny", scan_layers=True), seed=0)
+    assert "layers.mlp.down_proj" in apply_lora(scanned_model, config, rngs=nnx.Rngs(1))
+    for name, adapter in lora_modules(scanned_model).items():  # [L, E, ...]: layer i is the loop's layer i
+        per_layer = [loop[name.replace("layers.", f"layers.{i}.", 1)] for i in range(2)]
+        np.testing.assert_array_equal(adapter.a.get_value(), np.stack([a.a.get_value() for a in per_layer]), err_msg=name)
+        adapter.b.set_value(jnp.stack([a.b.get_value() for a in per_layer]))
+    outputs = {False: (forward(model, tokens),), True: (forward(scanned_model, tokens),)}
+    np.testing.assert_allclose(outputs[True][0], outputs[False][0], atol=1e-5)
+    base = forward(create_model(get_config("qwen3_moe_tiny"), seed=0), tokens)
+    assert np.abs(outputs[False][0] - base).max() > 1e-3, "the adapters change the output"
+    merged = merge_lora(model)
+    np.testing.assert_allclose(forward(merged, tokens), outputs[False][0], atol=1e-5)
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(export_hf_model(merged, tmp_path / "merged"))
+    assert np.abs(hf_logits(reloaded, np.asarray(tokens)) - outputs[False][0]).max() < 1e-4
+    with pytest.raises(ValueError, match=r"adapters on MoE experts \(layers\.0\.mlp\.gate_proj, \.\.\.\) have no PEFT export yet"):
+        export_peft(model, tmp_path / "adapter", LoRAConfig(rank=4, alpha=8))
 
 
 def test_full_fine_tuning_of_a_moe_model_trains_router_and_experts(tmp_path):
