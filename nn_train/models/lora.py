@@ -13,6 +13,10 @@ scale = alpha / r. Targets are regular expressions matched against module paths 
 the layers are scanned: there an adapter is stacked [L, ...] like its kernel. With
 `train_unembedding`, the unembedding gets an adapter too: `lm_head`, or — for tied embeddings —
 an adapter on the output side only (the input embedding stays as it is, as in PEFT).
+
+An MoE layer's expert kernels are targets too, named like a dense MLP's ("layers.0.mlp.gate_proj"):
+one adapter per expert, stacked [E, ...] (ExpertAdapters), folded into the kernels before dispatch.
+They merge and export merged; PEFT export refuses them (not built for transformers' fused experts).
 """
 
 from __future__ import annotations
