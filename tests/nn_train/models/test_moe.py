@@ -145,7 +145,7 @@ def test_expert_adapters_merge_exactly_scan_like_the_loop_and_refuse_peft(tmp_pa
     merged = merge_lora(model)
     np.testing.assert_allclose(forward(merged, tokens), outputs[False][0], atol=1e-5)
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(export_hf_model(merged, tmp_path / "merged"))
-    assert np.abs(hf_logits(reloaded, np.asarray(tokens)) - outputs[False][0]).max() < 1e-4
+    assert np.abs(hf_logits(reloaded, np.array(tokens)) - outputs[False][0]).max() < 1e-4
     with pytest.raises(ValueError, match=r"adapters on MoE experts \(layers\.0\.mlp\.gate_proj, \.\.\.\) have no PEFT export yet"):
         export_peft(model, tmp_path / "adapter", LoRAConfig(rank=4, alpha=8))
 
