@@ -36,13 +36,33 @@ def gcs_bucket():
     import logging
     import socket
 
-    from gcp_storage_emulator.server import create_server
+    from gcp_storage_emulator import server as emulator
+    from gcp_storage_emulator.handlers import objects
 
     logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)  # one INFO line per request
+    # Real Cloud Storage sends an object's generation with its bytes (x-goog-generation); the emulator
+    # does not, and tensorstore (Orbax's OCDBT) then reads generation 0 and, when a read-back is not
+    # served from its cache, fails a checkpoint with "Malformed StorageGen". Send what GCS sends.
+    plain_download = objects.download
+
+    def download(request, response, storage, *args, **kwargs):
+        plain_download(request, response, storage, *args, **kwargs)
+        try:
+            resource = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+        except Exception:  # noqa: BLE001 - a missing object: the 404 is already set
+            return
+        response["x-goog-generation"] = resource["generation"]
+        response["x-goog-metageneration"] = resource["metageneration"]
+
+    objects.download = download  # what objects.get (?alt=media) calls
+    for _, methods in emulator.HANDLERS:  # the download routes hold the function itself
+        for method, handler in list(methods.items()):
+            if handler is plain_download:
+                methods[method] = download
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="bucket")
+    server = emulator.create_server("127.0.0.1", port, in_memory=True, default_bucket="bucket")
     server.start()
     # Clients that hang up early make the emulator print a BrokenPipe traceback per request; not ours.
     server._api._httpd.handle_error = lambda request, client_address: None
