@@ -133,6 +133,10 @@ class Mirror:
         stat = file.stat()
         return stat.st_size, stat.st_mtime_ns
 
+    def published(self, local_path: str | os.PathLike) -> Path | epath.Path:
+        """Where a file written under `local` lives in `target` (itself when the target is local)."""
+        return self.target / os.path.relpath(local_path, self.local)
+
     def push(self) -> None:
         """Uploads every local file new or changed since the last push (nothing to do when local)."""
         if not self.remote:

@@ -156,7 +156,7 @@ def build(config, data_dir: str | os.PathLike, *, log=print) -> dict[str, Any]:
         else:
             mixes = _build_offline(config, claims, conditions, data_dir, log, behaviours, behaviour_conditions)
         for mix in mixes:  # where readers find them: on the bucket, for a bucket's data_dir
-            mix["path"] = str(target / os.path.relpath(mix["path"], data_dir))
+            mix["path"] = str(work.published(mix["path"]))
         seconds = round(time.perf_counter() - start, 1)
         log(f"{len(mixes)} TFDS mixes -> {target / 'tfds' / DATASET_NAME} ({seconds} s)")
         manifest = {"config": config.to_dict(), "data_dir": str(target), "mixes": mixes, "seconds": seconds}

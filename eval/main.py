@@ -21,7 +21,6 @@ before are kept.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -142,7 +141,7 @@ def evaluate(config, workdir: str | Path, *, log=print) -> dict:
     # appends and atomic renames), uploaded after every cell and at the end: a rerun resumes from them.
     with Mirror(target) as outputs:
         paths = _evaluate(config, outputs.local, log, stored=outputs.push)
-        return {name: target / os.path.relpath(path, outputs.local) for name, path in paths.items()}
+        return {name: outputs.published(path) for name, path in paths.items()}
 
 
 def _evaluate(config, workdir: Path, log, *, stored) -> dict:

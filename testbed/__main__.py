@@ -9,7 +9,6 @@ everything and only rewrites the report.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ def run(config, workdir: str | Path, *, log=None) -> dict:
     # local mirror uploaded after every stage, so a rerun on a fresh machine resumes from the last one.
     with Mirror(target) as outputs:
         result = _run(config, outputs.local, log, stage_done=outputs.push)
-        result["paths"] = {name: target / os.path.relpath(path, outputs.local) for name, path in result["paths"].items()}
+        result["paths"] = {name: outputs.published(path) for name, path in result["paths"].items()}
         return result
 
 
