@@ -68,14 +68,24 @@ def _for_device_kind(table: dict[str, float], device_kind: str) -> float | None:
 
 
 def matmul_params(config: ModelConfig) -> int:
+    """The weights one token multiplies by: every projection, a token's experts, the unembedding."""
     d, n, k, h = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim
-    per_layer = d * n * h * 2 + d * k * h * 2 + config.active_mlp_params  # q, o; k, v; gate, up, down (a token's experts)
-    return config.num_layers * per_layer + d * config.vocab_size  # + unembedding (tied or not)
+    attention = d * n * h * (3 if config.attention_output_gate else 2) + d * k * h * 2  # q (+ gate), o; k, v
+    hv, dv = config.linear_num_value_heads, config.linear_value_head_dim
+    linear = d * (config.linear_conv_dim + 2 * hv * dv + 2 * hv)  # in_proj qkv, z, a, b; out_proj
+    mixers = sum(attention if mixer == "full_attention" else linear for mixer in config.mixers)
+    return mixers + config.num_layers * config.active_mlp_params + d * config.vocab_size  # + unembedding (tied or not)
 
 
 def train_flops_per_token(config: ModelConfig, seq_len: int) -> float:
-    attention = 2 * config.num_layers * config.num_heads * config.head_dim * seq_len / 2
-    return 6.0 * matmul_params(config) + 6.0 * attention
+    """6 × matmul weights + attention's score and value products (causal: half the row on average) +
+    for Gated DeltaNet layers, their chunked recurrence (per value head: the state read and write,
+    4·Dk·Dv, and the chunk's in-chunk products, 2·64·(Dk + Dv))."""
+    mixers = config.mixers
+    attention = 2 * mixers.count("full_attention") * config.num_heads * config.head_dim * seq_len / 2
+    dk, dv = config.linear_key_head_dim, config.linear_value_head_dim
+    linear = mixers.count("linear_attention") * config.linear_num_value_heads * (4 * dk * dv + 2 * 64 * (dk + dv))
+    return 6.0 * matmul_params(config) + 6.0 * attention + 6.0 * linear
 
 
 def peak_flops(device_kind: str, dtype: str) -> float | None:

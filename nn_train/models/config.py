@@ -1,9 +1,11 @@
 """ModelConfig: the shape and numerics of a decoder-only transformer, shared by every family.
 
 Qwen3 and Llama 3 differ only in a few switches (per-head q/k RMSNorm, the RoPE frequency
-scaling, tied embeddings), so one config and one module serve both; each family package
-(`nn_train/models/qwen3`, `nn_train/models/llama3`) holds its presets and the translation from
-a Hugging Face config.json.
+scaling, tied embeddings), so one config and one module serve both; Qwen3-MoE adds routed experts,
+and Qwen3.5 adds Gated DeltaNet layers (`layer_types`), an output gate on attention, partial rotary
+embeddings, zero-centred norms and a shared expert. Each family package (`nn_train/models/qwen3`,
+`.../llama3`, `.../qwen3_moe`, `.../qwen3_5`) holds its presets and the translation from a
+Hugging Face config.json.
 
 Dimension letters used in names across the model code: B batch, T query time, S key time,
 D embed, N query heads, K kv heads, G = N // K (queries per kv head), H head dim, F mlp, V vocab.
@@ -27,7 +29,10 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 REMAT_POLICIES = ("none", "full", "save_dots", "offload")
 # Attention kernels: auto | dense | blockwise | splash (nn_train.models.attention)
 ATTENTION_BACKENDS = BACKENDS
-FAMILIES = ("qwen3", "qwen3_moe", "llama3")
+FAMILIES = ("qwen3", "qwen3_moe", "qwen3_5", "qwen3_5_moe", "llama3")
+# The token mixer of each layer (config.layer_types): softmax attention, or Gated DeltaNet
+# linear attention (nn_train.models.gated_deltanet).
+LAYER_TYPES = ("full_attention", "linear_attention")
 MOE_DISPATCHES = ("auto", "ragged", "blocked", "dense")  # nn_train.models.moe
 # scan_layers=None scans the layers of models this large: every published preset (Qwen3-0.6B has
 # 0.6B), where compile time would otherwise grow with depth; the CPU-sized presets keep the loop.
@@ -76,6 +81,18 @@ class ModelConfig:
     expert_mlp_dim: int = 0
     norm_topk_prob: bool = True  # renormalise the top-k routing weights to sum to 1
     moe_dispatch: str = "auto"  # auto | ragged | blocked (both dropless) | dense (every expert; the reference)
+    shared_expert_mlp_dim: int = 0  # > 0: an always-on SwiGLU expert beside the routed ones, gated by sigmoid(x·w) (Qwen3.5)
+    # Qwen3.5's hybrid layers: layer_types[i] is layer i's mixer (LAYER_TYPES); None means every layer is
+    # full attention. The linear_* fields shape the Gated DeltaNet layers.
+    layer_types: tuple[str, ...] | None = None
+    linear_num_key_heads: int = 0
+    linear_num_value_heads: int = 0
+    linear_key_head_dim: int = 0
+    linear_value_head_dim: int = 0
+    linear_conv_kernel_dim: int = 4
+    attention_output_gate: bool = False  # attention output × sigmoid(a second query projection), per head (Qwen3.5)
+    partial_rotary_factor: float = 1.0  # the fraction of each head's dims that RoPE rotates (the first ones)
+    norm_unit_offset: bool = False  # zero-centred RMSNorm scales: y = norm(x) · (1 + w), in float32 (Qwen3.5)
     # Hugging Face special tokens, carried through export.
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None
@@ -89,8 +106,6 @@ class ModelConfig:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if self.num_kv_heads > 0 and self.num_heads % self.num_kv_heads:
             problems.append(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
-        if self.head_dim % 2:
-            problems.append(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
         for name in ("param_dtype", "dtype"):
             if getattr(self, name) not in DTYPES:
                 problems.append(f"{name} '{getattr(self, name)}' is not one of {', '.join(DTYPES)}")
@@ -109,32 +124,81 @@ class ModelConfig:
                 problems.append(f"expert_mlp_dim must be positive with experts, got {self.expert_mlp_dim}")
             if self.moe_dispatch not in MOE_DISPATCHES:
                 problems.append(f"moe_dispatch '{self.moe_dispatch}' is not one of {', '.join(MOE_DISPATCHES)}")
+        if self.shared_expert_mlp_dim < 0:
+            problems.append(f"shared_expert_mlp_dim must be 0 (none) or positive, got {self.shared_expert_mlp_dim}")
+        if self.layer_types is not None:
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))  # a JSON list, or any sequence
+            if len(self.layer_types) != self.num_layers:
+                problems.append(f"layer_types has {len(self.layer_types)} entries for num_layers={self.num_layers}")
+            unknown = sorted(set(self.layer_types) - set(LAYER_TYPES))
+            if unknown:
+                problems.append(f"layer_types {unknown} are not among {', '.join(LAYER_TYPES)}")
+            if "linear_attention" in self.layer_types:
+                for name in ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
+                             "linear_conv_kernel_dim"):
+                    if getattr(self, name) <= 0:
+                        problems.append(f"{name} must be positive with linear_attention layers, got {getattr(self, name)}")
+                if self.linear_num_key_heads > 0 and self.linear_num_value_heads % self.linear_num_key_heads:
+                    problems.append(f"linear_num_value_heads ({self.linear_num_value_heads}) must be a multiple of "
+                                    f"linear_num_key_heads ({self.linear_num_key_heads})")
+        if not 0 < self.partial_rotary_factor <= 1 or self.rotary_dim % 2:
+            problems.append(f"partial_rotary_factor ({self.partial_rotary_factor}) must be in (0, 1] and rotate an even "
+                            f"number of head dims (head_dim {self.head_dim} → {self.rotary_dim})")
+        if self.scan_layers and len(set(self.mixers)) > 1:
+            problems.append("scan_layers=True needs every layer alike; layer_types mixes "
+                            f"{' and '.join(sorted(set(self.mixers)))} (set scan_layers=False)")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
+        if self.scan_layers is None and len(set(self.mixers)) > 1:  # hybrid layers run as a loop for now
+            object.__setattr__(self, "scan_layers", False)
         if self.scan_layers is None:  # resolved once, so a saved config records the layout it ran with
             object.__setattr__(self, "scan_layers", self.approx_param_count >= SCAN_LAYERS_MIN_PARAMS)
 
     @property
+    def mixers(self) -> tuple[str, ...]:
+        """Each layer's token mixer (LAYER_TYPES)."""
+        return self.layer_types or ("full_attention",) * self.num_layers
+
+    @property
+    def rotary_dim(self) -> int:
+        """How many leading dims of each head RoPE rotates."""
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def linear_conv_dim(self) -> int:
+        """Channels of a Gated DeltaNet layer's convolution: its queries, keys and values."""
+        return 2 * self.linear_num_key_heads * self.linear_key_head_dim + self.linear_num_value_heads * self.linear_value_head_dim
+
+    @property
     def approx_param_count(self) -> int:
-        """Parameters of the dense layout, from the shapes alone (nn_train.models.param_count counts
-        the built model exactly)."""
+        """Parameters from the shapes alone (nn_train.models.param_count counts the built model exactly)."""
         d, h = self.embed_dim, self.head_dim
-        attention = d * h * (2 * self.num_heads + 2 * self.num_kv_heads)
-        block = attention + self.mlp_params + 2 * d + (2 * h if self.qk_norm else 0)
-        return self.vocab_size * d * (1 if self.tie_embeddings else 2) + self.num_layers * block + d
+        attention = d * h * ((3 if self.attention_output_gate else 2) * self.num_heads + 2 * self.num_kv_heads)
+        attention += 2 * h if self.qk_norm else 0
+        hv, dv = self.linear_num_value_heads, self.linear_value_head_dim
+        linear = (d * (self.linear_conv_dim + 2 * hv * dv + 2 * hv) + self.linear_conv_kernel_dim * self.linear_conv_dim
+                  + 2 * hv + dv)
+        mixers = sum(attention if mixer == "full_attention" else linear for mixer in self.mixers)
+        blocks = mixers + self.num_layers * (self.mlp_params + 2 * d)
+        return self.vocab_size * d * (1 if self.tie_embeddings else 2) + blocks + d
 
     @property
     def mlp_params(self) -> int:
-        """One layer's MLP parameters: SwiGLU, or the router and every expert."""
+        """One layer's MLP parameters: SwiGLU, or the router, every expert and the shared one."""
         if self.num_experts:
-            return self.embed_dim * self.num_experts + 3 * self.embed_dim * self.expert_mlp_dim * self.num_experts
+            return self.embed_dim * self.num_experts + 3 * self.embed_dim * self.expert_mlp_dim * self.num_experts + self.shared_expert_params
         return 3 * self.embed_dim * self.mlp_dim
+
+    @property
+    def shared_expert_params(self) -> int:
+        return 3 * self.embed_dim * self.shared_expert_mlp_dim + self.embed_dim if self.shared_expert_mlp_dim else 0
 
     @property
     def active_mlp_params(self) -> int:
         """The MLP parameters one token goes through (its k experts and the router): what its FLOPs count."""
         if self.num_experts:
-            return self.embed_dim * self.num_experts + 3 * self.embed_dim * self.expert_mlp_dim * self.experts_per_token
+            return (self.embed_dim * self.num_experts + 3 * self.embed_dim * self.expert_mlp_dim * self.experts_per_token
+                    + self.shared_expert_params)
         return self.mlp_params
 
     @property
@@ -173,7 +237,8 @@ def fields_from_hf(hf: Any) -> dict[str, Any]:
         num_heads=hf.num_attention_heads,
         num_kv_heads=hf.num_key_value_heads,
         head_dim=getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads,
-        mlp_dim=hf.intermediate_size,
+        # An MoE config without a dense width (Qwen3.5-MoE: every MLP is experts) records the expert width.
+        mlp_dim=getattr(hf, "intermediate_size", None) or hf.moe_intermediate_size,
         rope_theta=float((hf.rope_parameters or {}).get("rope_theta", 10_000.0)),
         rms_norm_eps=hf.rms_norm_eps,
         tie_embeddings=bool(hf.tie_word_embeddings),

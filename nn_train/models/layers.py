@@ -1,7 +1,9 @@
-"""The building blocks every model family shares: the normal initialiser, Dense and RMSNorm.
+"""The building blocks every model family shares: the normal initialiser, Dense, RMSNorm and the
+SwiGLU MLP.
 
 Dense matmuls and RMSNorm follow the Hugging Face numerics (module docstrings of
-nn_train.models.transformer); nn_train.models.moe builds its router and experts from them too.
+nn_train.models.transformer); nn_train.models.moe builds its router, experts and shared expert
+from them too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nn_train.models.config import ModelConfig
+from nn_train.sharding import shard_activation
 
 
 def normal_init(key: jax.Array, shape: Sequence[int], dtype) -> jax.Array:
@@ -59,11 +62,34 @@ class Dense(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
+    """RMSNorm over the last axis. Llama / Qwen3: scale (init 1) × norm(x) cast to x's dtype.
+    With config.norm_unit_offset (Qwen3.5's zero-centred norm): norm(x) · (1 + scale) in float32,
+    scale initialised to 0, then cast (the order transformers uses for each)."""
+
     def __init__(self, dim: int, *, config: ModelConfig):
         self.eps = config.rms_norm_eps
-        self.scale = nnx.Param(jnp.ones((dim,), config.jnp_param_dtype), logical_axes=("norm",))
+        self.unit_offset = config.norm_unit_offset
+        init = jnp.zeros if self.unit_offset else jnp.ones
+        self.scale = nnx.Param(init((dim,), config.jnp_param_dtype), logical_axes=("norm",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+        if self.unit_offset:
+            return (normed * (1.0 + self.scale[...].astype(jnp.float32))).astype(x.dtype)
         return self.scale[...].astype(x.dtype) * normed.astype(x.dtype)
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(gate(x)) · up(x)), of width `mlp_dim` (default config.mlp_dim)."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, mlp_dim: int | None = None):
+        d, f = config.embed_dim, mlp_dim or config.mlp_dim
+        self.gate_proj = Dense((d,), (f,), ("embed", "mlp"), config=config, rngs=rngs)
+        self.up_proj = Dense((d,), (f,), ("embed", "mlp"), config=config, rngs=rngs)
+        self.down_proj = Dense((f,), (d,), ("mlp", "embed"), config=config, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden_btf = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
+        hidden_btf = shard_activation(hidden_btf, ("act_batch", "act_length", "act_mlp"))
+        return self.down_proj(hidden_btf)

@@ -21,6 +21,9 @@ Dispatch (config.moe_dispatch):
           emulates ragged_dot with a dense one per expert over all M·k rows, k times the dense
           dispatch's cost and E times its memory (nn_train.models.moe_benchmark has the figures).
 
+With config.shared_expert_mlp_dim (Qwen3.5), every token also goes through a shared SwiGLU expert
+whose output is scaled by sigmoid(x·w_gate) and added.
+
 Expert weights are [E, D, F] (gate, up) and [E, F, D] (down), logical axes ("experts", ...). The
 experts axis is replicated for now (nn_train.sharding): D and F shard like a dense MLP's.
 Kept free of Qwen specifics beyond the routing rule, so DeepSeek-style models can reuse it.
@@ -36,7 +39,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nn_train.models.config import ModelConfig
-from nn_train.models.layers import Dense, normal_init
+from nn_train.models.layers import MLP, Dense, normal_init
 
 
 @jax.tree_util.register_dataclass
@@ -91,6 +94,9 @@ class MoE(nnx.Module):
         self.config = config
         self.router = Dense((config.embed_dim,), (config.num_experts,), ("embed", "experts"), config=config, rngs=rngs)
         self.experts = Experts(config, rngs=rngs)
+        if config.shared_expert_mlp_dim:  # Qwen3.5: every token also goes through one gated dense expert
+            self.shared_expert = MLP(config, rngs=rngs, mlp_dim=config.shared_expert_mlp_dim)
+            self.shared_expert_gate = Dense((config.embed_dim,), (1,), ("embed", None), config=config, rngs=rngs)
 
     def route(self, x_md: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Tokens [M, D] → (weights [M, k] in the compute dtype, expert ids [M, k] int32)."""
@@ -127,7 +133,11 @@ class MoE(nnx.Module):
         gate, up, down = self.experts.kernels(cfg.jnp_dtype)
         dispatch = {"dense": _dense_dispatch, "ragged": _ragged_dispatch, "blocked": _blocked_dispatch}[resolve_dispatch(cfg.moe_dispatch)]
         y_md = _per_device(dispatch, x_md, weights, experts, gate, up, down)
-        return y_md.reshape(x.shape).astype(x.dtype), stats
+        y = y_md.reshape(x.shape).astype(x.dtype)
+        if self.config.shared_expert_mlp_dim:
+            x_c = x.astype(cfg.jnp_dtype)
+            y = y + (jax.nn.sigmoid(self.shared_expert_gate(x_c)) * self.shared_expert(x_c)).astype(y.dtype)
+        return y, stats
 
 
 def _per_device(dispatch, x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
