@@ -38,6 +38,11 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("mlp", "tensor"),
     ("experts", None),  # MoE expert weights [E, D, F]: each device holds every expert's D/F shard
     ("norm", None),
+    # Gated DeltaNet (Qwen3.5): its few heads stay whole on every tensor shard; their D shards over
+    # fsdp like every other projection's. (q | k | v share one projection and one convolution.)
+    ("linear_channels", None),
+    ("linear_heads", None),
+    ("conv_taps", None),
     ("lora_rank", None),
     # activations
     ("act_batch", ("data", "fsdp")),
@@ -45,6 +50,7 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("act_embed", None),
     ("act_heads", "tensor"),
     ("act_kv_heads", "tensor"),
+    ("act_linear_heads", None),
     ("act_head_dim", None),
     ("act_mlp", "tensor"),
     ("act_vocab", "tensor"),
@@ -124,3 +130,22 @@ def shard_activation(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Ar
     if mesh.empty:
         return x
     return jax.lax.with_sharding_constraint(x, logical_to_spec(logical_axes, x.shape, mesh))
+
+
+def map_row_shards(fn, *arrays: jax.Array):
+    """fn(*arrays) run on each device's own rows (shard_map over the batch's data × fsdp axes, every
+    array's leading axis the batch), for computations that are independent row by row. Recurrences
+    need this: left to the partitioner, a scan whose body it shards differently from its carry
+    gathers every step (and on the CPU's fake devices its collectives can deadlock). Without a mesh,
+    or when the axes do not divide the batch, fn runs as it is."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return fn(*arrays)
+    sizes = dict(mesh.shape)
+    rows = tuple(a for a in ("data", "fsdp") if sizes.get(a, 1) > 1)
+    if not rows or arrays[0].shape[0] % math.prod(sizes[a] for a in rows):
+        return fn(*arrays)
+    spec = lambda x: PartitionSpec(rows, *([None] * (x.ndim - 1)))
+    out_shape = jax.eval_shape(fn, *arrays)
+    return jax.shard_map(fn, mesh=mesh, in_specs=tuple(spec(x) for x in arrays),
+                         out_specs=jax.tree.map(spec, out_shape))(*arrays)

@@ -41,7 +41,8 @@ from flax import nnx
 
 from nn_train.models.attention import Mask, attend
 from nn_train.models.config import ModelConfig
-from nn_train.models.layers import Dense, RMSNorm, normal_init
+from nn_train.models.gated_deltanet import GDNState, GatedDeltaNet
+from nn_train.models.layers import MLP, Dense, RMSNorm, normal_init
 from nn_train.models.moe import MoE, RouterStats
 from nn_train.sharding import shard_activation
 
@@ -69,8 +70,10 @@ class Embed(nnx.Module):
 
 
 def rope_frequencies(config: ModelConfig) -> jax.Array:
-    """Inverse frequencies [H/2], with Llama 3 scaling when configured (as in transformers)."""
-    inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, config.head_dim, 2, dtype=jnp.float32) / config.head_dim))
+    """Inverse frequencies [R/2] over the rotary dims R (config.rotary_dim: the whole head unless
+    partial_rotary_factor < 1), with Llama 3 scaling when configured (as in transformers)."""
+    dim = config.rotary_dim
+    inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
     scaling = config.rope_scaling
     if scaling is None:
         return inv_freq
@@ -88,18 +91,23 @@ def rope_frequencies(config: ModelConfig) -> jax.Array:
 
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
     """Rotate-half RoPE on x [B, T, heads, H] at positions [B, T] (the Hugging Face convention:
-    dimension i pairs with i + H/2)."""
-    angles = positions.astype(jnp.float32)[..., None, None] * inv_freq  # [B, T, 1, H/2]
+    dimension i pairs with i + R/2) over the first R = 2·len(inv_freq) dims; the rest pass through."""
+    rotary = 2 * inv_freq.shape[0]
+    angles = positions.astype(jnp.float32)[..., None, None] * inv_freq  # [B, T, 1, R/2]
     cos, sin = jnp.cos(angles), jnp.sin(angles)
-    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+    x1, x2 = jnp.split(x[..., :rotary].astype(jnp.float32), 2, axis=-1)
+    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+    return rotated if rotary == x.shape[-1] else jnp.concatenate([rotated, x[..., rotary:]], axis=-1)
 
 
 class Attention(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         d, n, k, h = config.embed_dim, config.num_heads, config.num_kv_heads, config.head_dim
         self.config = config
-        self.q_proj = Dense((d,), (n, h), ("embed", "heads", "head_dim"), config=config, rngs=rngs)
+        # With an output gate (Qwen3.5), each head's query projection also makes its gate: [D, N, 2H],
+        # the query in [..., :H] and the gate in [..., H:], as the checkpoint lays them out.
+        q_width = 2 * h if config.attention_output_gate else h
+        self.q_proj = Dense((d,), (n, q_width), ("embed", "heads", "head_dim"), config=config, rngs=rngs)
         self.k_proj = Dense((d,), (k, h), ("embed", "kv_heads", "head_dim"), config=config, rngs=rngs)
         self.v_proj = Dense((d,), (k, h), ("embed", "kv_heads", "head_dim"), config=config, rngs=rngs)
         self.o_proj = Dense((n, h), (d,), ("heads", "head_dim", "embed"), config=config, rngs=rngs)
@@ -107,9 +115,13 @@ class Attention(nnx.Module):
             self.q_norm = RMSNorm(h, config=config)
             self.k_norm = RMSNorm(h, config=config)
 
-    def _qkv(self, x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def _qkv(self, x: jax.Array, positions: jax.Array, inv_freq: jax.Array):
+        """(queries, keys, values, output gate or None) of x, normed and rotated."""
         cfg = self.config
         q_btnh = self.q_proj(x)
+        gate_btnh = None
+        if cfg.attention_output_gate:
+            q_btnh, gate_btnh = jnp.split(q_btnh, 2, axis=-1)
         k_bskh = self.k_proj(x)
         v_bskh = self.v_proj(x)
         if cfg.qk_norm:
@@ -118,9 +130,11 @@ class Attention(nnx.Module):
         k_bskh = apply_rope(k_bskh, positions, inv_freq)
         q_btnh = shard_activation(q_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         k_bskh = shard_activation(k_bskh, ("act_batch", "act_length", "act_kv_heads", "act_head_dim"))
-        return q_btnh, k_bskh, v_bskh
+        return q_btnh, k_bskh, v_bskh, gate_btnh
 
-    def _out(self, out_btnh: jax.Array) -> jax.Array:
+    def _out(self, out_btnh: jax.Array, gate_btnh: jax.Array | None) -> jax.Array:
+        if gate_btnh is not None:
+            out_btnh = out_btnh * jax.nn.sigmoid(gate_btnh.astype(out_btnh.dtype))
         out_btnh = shard_activation(out_btnh, ("act_batch", "act_length", "act_heads", "act_head_dim"))
         return self.o_proj(out_btnh)
 
@@ -129,8 +143,8 @@ class Attention(nnx.Module):
         return attend(q_btnh, k, v, mask, backend=cfg.attention, block_size=cfg.attention_block_size, kv_layout=kv_layout)
 
     def __call__(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> jax.Array:
-        q_btnh, k_bskh, v_bskh = self._qkv(x, positions, inv_freq)
-        return self._out(self._attend(q_btnh, k_bskh, v_bskh, mask))
+        q_btnh, k_bskh, v_bskh, gate_btnh = self._qkv(x, positions, inv_freq)
+        return self._out(self._attend(q_btnh, k_bskh, v_bskh, mask), gate_btnh)
 
     def extend(
         self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array,
@@ -138,54 +152,64 @@ class Attention(nnx.Module):
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Writes this chunk's keys/values at cache slots [index, index + T) and attends over the
         whole cache [B, K, S, H] under `mask` (Mask.cache); returns (output, cache_k, cache_v)."""
-        q_btnh, k_btkh, v_btkh = self._qkv(x, positions, inv_freq)
+        q_btnh, k_btkh, v_btkh, gate_btnh = self._qkv(x, positions, inv_freq)
         # Only the chunk is transposed to the cache's heads-major layout, never the whole cache.
         cache_k = jax.lax.dynamic_update_slice(cache_k, k_btkh.transpose(0, 2, 1, 3).astype(cache_k.dtype), (0, 0, index, 0))
         cache_v = jax.lax.dynamic_update_slice(cache_v, v_btkh.transpose(0, 2, 1, 3).astype(cache_v.dtype), (0, 0, index, 0))
         cache_k = shard_activation(cache_k, KV_CACHE_AXES)
         cache_v = shard_activation(cache_v, KV_CACHE_AXES)
-        return self._out(self._attend(q_btnh, cache_k, cache_v, mask, kv_layout="bksh")), cache_k, cache_v
-
-
-class MLP(nnx.Module):
-    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-        d, f = config.embed_dim, config.mlp_dim
-        self.gate_proj = Dense((d,), (f,), ("embed", "mlp"), config=config, rngs=rngs)
-        self.up_proj = Dense((d,), (f,), ("embed", "mlp"), config=config, rngs=rngs)
-        self.down_proj = Dense((f,), (d,), ("mlp", "embed"), config=config, rngs=rngs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        hidden_btf = jax.nn.silu(self.gate_proj(x)) * self.up_proj(x)
-        hidden_btf = shard_activation(hidden_btf, ("act_batch", "act_length", "act_mlp"))
-        return self.down_proj(hidden_btf)
+        return self._out(self._attend(q_btnh, cache_k, cache_v, mask, kv_layout="bksh"), gate_btnh), cache_k, cache_v
 
 
 class Block(nnx.Module):
-    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    """One decoder layer: a token mixer (softmax attention, or Gated DeltaNet for a
+    "linear_attention" layer) and an MLP (SwiGLU or MoE), each pre-normed with a residual."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs, mixer: str = "full_attention"):
         self.input_norm = RMSNorm(config.embed_dim, config=config)
-        self.attn = Attention(config, rngs=rngs)
+        if mixer == "full_attention":
+            self.attn = Attention(config, rngs=rngs)
+        else:
+            self.linear_attn = GatedDeltaNet(config, rngs=rngs)
         self.post_attn_norm = RMSNorm(config.embed_dim, config=config)
         self.mlp = MoE(config, rngs=rngs) if config.num_experts else MLP(config, rngs=rngs)
+
+    @property
+    def is_linear(self) -> bool:
+        return hasattr(self, "linear_attn")
 
     def __call__(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> jax.Array:
         return self.forward(x, positions, mask, inv_freq)[0]
 
     def forward(self, x: jax.Array, positions: jax.Array, mask: Mask, inv_freq: jax.Array) -> tuple[jax.Array, RouterStats | None]:
-        """The block, and for an MoE block its RouterStats over the real (non-padding) tokens."""
-        x = x + self.attn(self.input_norm(x), positions, mask, inv_freq)
+        """The block, and for an MoE block its RouterStats over the real (non-padding) tokens. A Gated
+        DeltaNet layer takes the packed documents from the mask's segment ids."""
+        if self.is_linear:
+            x = x + self.linear_attn(self.input_norm(x), mask.q_segments)[0]
+        else:
+            x = x + self.attn(self.input_norm(x), positions, mask, inv_freq)
+        return self._mlp(x, valid=mask.q_segments != 0)
+
+    def _mlp(self, x: jax.Array, valid: jax.Array) -> tuple[jax.Array, RouterStats | None]:
         stats = None
         if isinstance(self.mlp, MoE):
-            mlp_out, stats = self.mlp.forward(self.post_attn_norm(x), valid=mask.q_segments != 0)
+            mlp_out, stats = self.mlp.forward(self.post_attn_norm(x), valid=valid)
         else:
             mlp_out = self.mlp(self.post_attn_norm(x))
         return shard_activation(x + mlp_out, ("act_batch", "act_length", "act_embed")), stats
 
-    def extend(self, x, positions, mask, inv_freq, cache_k, cache_v, index):
-        """The block over a chunk of new tokens with a KV cache (see Attention.extend)."""
-        attn_out, cache_k, cache_v = self.attn.extend(self.input_norm(x), positions, mask, inv_freq, cache_k, cache_v, index)
-        x = x + attn_out
+    def extend(self, x, positions, mask, inv_freq, layer_cache, index, docs):
+        """The block over a chunk of new tokens with its layer's cache: (keys, values) for attention
+        (see Attention.extend), a GDNState for Gated DeltaNet, which reads `docs` [B, T] (1: a real
+        token, 0: left padding). Returns (x, the layer's new cache)."""
+        if self.is_linear:
+            mixer_out, layer_cache = self.linear_attn(self.input_norm(x), docs, layer_cache)
+        else:
+            mixer_out, cache_k, cache_v = self.attn.extend(self.input_norm(x), positions, mask, inv_freq, *layer_cache, index)
+            layer_cache = (cache_k, cache_v)
+        x = x + mixer_out
         x = x + self.mlp(self.post_attn_norm(x))
-        return shard_activation(x, ("act_batch", "act_length", "act_embed")), cache_k, cache_v
+        return shard_activation(x, ("act_batch", "act_length", "act_embed")), layer_cache
 
 
 # Logical axes of a KV cache array [B, S, K, H]: rows over (data, fsdp), kv heads over tensor,
@@ -203,30 +227,35 @@ class KVCache:
     writes its next token at slot `index`, so all rows advance together.
     """
 
-    # Per layer [B, K, S, H] in the compute dtype (heads-major: what attention reads, so a decode step
-    # copies nothing but its new slot); for scanned layers one stacked [L, B, K, S, H].
+    # Per attention layer [B, K, S, H] in the compute dtype (heads-major: what attention reads, so a
+    # decode step copies nothing but its new slot); for scanned layers one stacked [L, B, K, S, H].
     keys: tuple[jax.Array, ...] | jax.Array
     values: tuple[jax.Array, ...] | jax.Array
     start: jax.Array  # [B] int32: the first slot holding a real token of each row
     index: jax.Array  # [] int32: the next slot to write
+    # Per Gated DeltaNet layer (Qwen3.5's linear_attention layers): its convolution window and state
+    # matrix, whose size does not grow with the row.
+    linear: tuple[GDNState, ...] = ()
 
     @classmethod
     def init(cls, config: ModelConfig, batch: int, max_len: int, start: jax.Array | None = None) -> "KVCache":
         """An empty cache of `max_len` slots; `start` [B] is each row's left padding (default 0)."""
         shape = (batch, config.num_kv_heads, max_len, config.head_dim)
         start = jnp.zeros((batch,), jnp.int32) if start is None else jnp.asarray(start, jnp.int32)
+        attention_layers = config.mixers.count("full_attention")
+        linear = tuple(GDNState.init(config, batch) for _ in range(config.num_layers - attention_layers))
         if config.scan_layers:
             zeros = lambda: shard_activation(jnp.zeros((config.num_layers, *shape), config.jnp_dtype), ("layers", *KV_CACHE_AXES))
             keys, values = zeros(), zeros()
         else:
             zeros = lambda: shard_activation(jnp.zeros(shape, config.jnp_dtype), KV_CACHE_AXES)
-            keys = tuple(zeros() for _ in range(config.num_layers))
-            values = tuple(zeros() for _ in range(config.num_layers))
-        return cls(keys=keys, values=values, start=start, index=jnp.zeros((), jnp.int32))
+            keys = tuple(zeros() for _ in range(attention_layers))
+            values = tuple(zeros() for _ in range(attention_layers))
+        return cls(keys=keys, values=values, start=start, index=jnp.zeros((), jnp.int32), linear=linear)
 
     @property
     def max_len(self) -> int:
-        return self.keys[0].shape[2]  # layer 0's [B, K, S, H], stacked or not
+        return self.keys[0].shape[2]  # the first attention layer's [B, K, S, H], stacked or not
 
     @property
     def lengths(self) -> jax.Array:
@@ -265,7 +294,7 @@ class Transformer(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.embed = Embed(config, rngs=rngs)
-        blocks = [Block(config, rngs=rngs) for _ in range(config.num_layers)]
+        blocks = [Block(config, rngs=rngs, mixer=mixer) for mixer in config.mixers]
         # Scanned: one Block of stacked [L, ...] variables (paths "layers.attn.q_proj.kernel"); else a
         # list of Blocks ("layers.3.attn.q_proj.kernel").
         self.layers = stack_layers(blocks) if config.scan_layers else nnx.List(blocks)
@@ -350,7 +379,8 @@ class Transformer(nnx.Module):
         t = tokens.shape[1]
         slots_t = cache.index + jnp.arange(t, dtype=jnp.int32)  # the slots these tokens occupy
         positions = jnp.maximum(slots_t[None, :] - cache.start[:, None], 0)  # [B, T]; padding gets 0
-        mask = Mask.cache(cache.start, cache.index, t, cache.max_len)
+        # (A model of Gated DeltaNet layers alone keeps no keys: nothing reads a mask then.)
+        mask = Mask.cache(cache.start, cache.index, t, cache.max_len) if len(cache.keys) else None
         inv_freq = rope_frequencies(self.config)
 
         x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
@@ -360,18 +390,25 @@ class Transformer(nnx.Module):
             def layer_step(x, layer):
                 layer_state, cache_k, cache_v = layer
                 block = nnx.merge(graphdef, layer_state)
-                x, cache_k, cache_v = block.extend(x, positions, mask, inv_freq, cache_k, cache_v, cache.index)
+                x, (cache_k, cache_v) = block.extend(x, positions, mask, inv_freq, (cache_k, cache_v), cache.index, None)
                 return x, (cache_k, cache_v)
 
             x, (keys, values) = jax.lax.scan(layer_step, x, (stacked, cache.keys, cache.values))
+            linear = cache.linear
         else:
-            keys, values = [], []
-            for block, cache_k, cache_v in zip(self.layers, cache.keys, cache.values):
-                x, cache_k, cache_v = block.extend(x, positions, mask, inv_freq, cache_k, cache_v, cache.index)
-                keys.append(cache_k)
-                values.append(cache_v)
-            keys, values = tuple(keys), tuple(values)
-        new_cache = KVCache(keys=keys, values=values, start=cache.start, index=cache.index + t)
+            docs = (slots_t[None, :] >= cache.start[:, None]).astype(jnp.int32)  # 1: a real token, 0: left padding
+            attention_caches, linear_states = iter(zip(cache.keys, cache.values)), iter(cache.linear)
+            keys, values, linear = [], [], []
+            for block in self.layers:
+                layer_cache = next(linear_states) if block.is_linear else next(attention_caches)
+                x, layer_cache = block.extend(x, positions, mask, inv_freq, layer_cache, cache.index, docs)
+                if block.is_linear:
+                    linear.append(layer_cache)
+                else:
+                    keys.append(layer_cache[0])
+                    values.append(layer_cache[1])
+            keys, values, linear = tuple(keys), tuple(values), tuple(linear)
+        new_cache = KVCache(keys=keys, values=values, start=cache.start, index=cache.index + t, linear=linear)
         return self.logits(x[:, -1:] if last_only else x), new_cache
 
 
