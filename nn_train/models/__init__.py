@@ -21,15 +21,16 @@ import transformers
 from flax import nnx
 from jax.sharding import Mesh
 
-from nn_train.models import llama3, qwen3, qwen3_moe
+from nn_train.models import llama3, qwen3, qwen3_5, qwen3_moe
 from nn_train.models.config import ModelConfig, RopeScaling
 from nn_train.models.transformer import Transformer, target_log_probs, token_log_probs
 from nn_train.sharding import state_shardings
 
-_FAMILIES = {"qwen3": qwen3, "qwen3_moe": qwen3_moe, "llama3": llama3}
-# Hugging Face model_type → our family.
-_HF_MODEL_TYPES = {"qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "llama": "llama3"}
-PRESETS: dict[str, ModelConfig] = {**qwen3.PRESETS, **qwen3_moe.PRESETS, **llama3.PRESETS}
+_FAMILIES = {"qwen3": qwen3, "qwen3_moe": qwen3_moe, "qwen3_5": qwen3_5, "qwen3_5_moe": qwen3_5, "llama3": llama3}
+# Hugging Face model_type → our family (Qwen3.5's vision-language types: their text model).
+_HF_MODEL_TYPES = {"qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "qwen3_5": "qwen3_5", "qwen3_5_text": "qwen3_5",
+                   "qwen3_5_moe": "qwen3_5_moe", "qwen3_5_moe_text": "qwen3_5_moe", "llama": "llama3"}
+PRESETS: dict[str, ModelConfig] = {**qwen3.PRESETS, **qwen3_moe.PRESETS, **qwen3_5.PRESETS, **llama3.PRESETS}
 
 __all__ = [
     "PRESETS",

@@ -13,6 +13,12 @@ and scanned, [L, E, D, F] holds them all.
   layout "linear": HF stores torch Linear weights [out, in]; ours are [*in_shape, *out_shape]
                    (e.g. a query kernel [D, N, H]), so  ours = W.T.reshape(ours.shape)
   layout "same":   identical array (embeddings, norm scales)
+  layout "conv":   a depthwise Conv1d weight [C, 1, K]; ours is [K, C] (one row per tap)
+
+Qwen3.5 checkpoints on the hub are vision-language models: their text model's keys sit under
+`model.language_model.` beside a vision tower (`model.visual.`) and a multi-token-prediction head
+(`mtp.`). Loading reads the text model's keys under either prefix and leaves the other two unread;
+export writes the text-only layout (`Qwen3_5ForCausalLM` / `Qwen3_5MoeForCausalLM`).
 
 Loading reads one tensor at a time from memory-mapped safetensors and places it straight into
 its shards with `jax.make_array_from_callback`, so the host never holds more than one tensor
@@ -66,39 +72,57 @@ class CheckpointError(ValueError):
     """A checkpoint does not match the model; the message lists every mismatch."""
 
 
-def hf_key_table(config: ModelConfig) -> dict[ParamPath, HFSource]:
-    """Our parameter path → its Hugging Face source, for every parameter of `config`."""
-    layer_table: dict[ParamPath, tuple[str, str]] = {}  # path within a block → (HF key suffix, layout)
+def _layer_entries(config: ModelConfig, mixer: str) -> tuple[dict[ParamPath, tuple[str, str]], dict[ParamPath, str]]:
+    """One layer's table: (path within the block → (HF key suffix, layout), and for routed experts
+    path → the HF key suffix each expert has)."""
+    layer_table: dict[ParamPath, tuple[str, str]] = {}
     layer_table[("input_norm", "scale")] = ("input_layernorm.weight", "same")
     layer_table[("post_attn_norm", "scale")] = ("post_attention_layernorm.weight", "same")
-    for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-        layer_table[("attn", proj, "kernel")] = (f"self_attn.{proj}.weight", "linear")
-    if config.qk_norm:
-        layer_table[("attn", "q_norm", "scale")] = ("self_attn.q_norm.weight", "same")
-        layer_table[("attn", "k_norm", "scale")] = ("self_attn.k_norm.weight", "same")
-    expert_table: dict[ParamPath, str] = {}  # path within a block → HF key suffix per expert (one key each)
+    if mixer == "linear_attention":  # Qwen3.5's Gated DeltaNet, named as transformers names it
+        for proj in ("in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj"):
+            layer_table[("linear_attn", proj, "kernel")] = (f"linear_attn.{proj}.weight", "linear")
+        layer_table[("linear_attn", "conv")] = ("linear_attn.conv1d.weight", "conv")
+        for name in ("A_log", "dt_bias"):
+            layer_table[("linear_attn", name)] = (f"linear_attn.{name}", "same")
+        layer_table[("linear_attn", "norm", "scale")] = ("linear_attn.norm.weight", "same")
+    else:
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            layer_table[("attn", proj, "kernel")] = (f"self_attn.{proj}.weight", "linear")
+        if config.qk_norm:
+            layer_table[("attn", "q_norm", "scale")] = ("self_attn.q_norm.weight", "same")
+            layer_table[("attn", "k_norm", "scale")] = ("self_attn.k_norm.weight", "same")
+    expert_table: dict[ParamPath, str] = {}
     if config.num_experts:
         layer_table[("mlp", "router", "kernel")] = ("mlp.gate.weight", "linear")
         for proj in ("gate_proj", "up_proj", "down_proj"):
             expert_table[("mlp", "experts", proj)] = f"{proj}.weight"
+        if config.shared_expert_mlp_dim:
+            for proj in ("gate_proj", "up_proj", "down_proj"):
+                layer_table[("mlp", "shared_expert", proj, "kernel")] = (f"mlp.shared_expert.{proj}.weight", "linear")
+            layer_table[("mlp", "shared_expert_gate", "kernel")] = ("mlp.shared_expert_gate.weight", "linear")
     else:
         for proj in ("gate_proj", "up_proj", "down_proj"):
             layer_table[("mlp", proj, "kernel")] = (f"mlp.{proj}.weight", "linear")
+    return layer_table, expert_table
 
+
+def hf_key_table(config: ModelConfig) -> dict[ParamPath, HFSource]:
+    """Our parameter path → its Hugging Face source, for every parameter of `config`."""
     table = {("embed", "embedding"): HFSource(("model.embed_tokens.weight",), "same")}
     layers, experts = range(config.num_layers), range(config.num_experts)
     expert_keys = lambda i, suffix: tuple(f"model.layers.{i}.mlp.experts.{e}.{suffix}" for e in experts)
-    for path, (suffix, layout) in layer_table.items():
-        if config.scan_layers:
+    if config.scan_layers:  # every layer alike (ModelConfig refuses scanning mixed layer types)
+        layer_table, expert_table = _layer_entries(config, config.mixers[0])
+        for path, (suffix, layout) in layer_table.items():
             table[("layers", *path)] = HFSource(tuple(f"model.layers.{i}.{suffix}" for i in layers), layout, (config.num_layers,))
-        else:
-            table.update({("layers", i, *path): HFSource((f"model.layers.{i}.{suffix}",), layout) for i in layers})
-    for path, suffix in expert_table.items():
-        if config.scan_layers:
+        for path, suffix in expert_table.items():
             keys = tuple(key for i in layers for key in expert_keys(i, suffix))
             table[("layers", *path)] = HFSource(keys, "linear", (config.num_layers, config.num_experts))
-        else:
-            table.update({("layers", i, *path): HFSource(expert_keys(i, suffix), "linear", (config.num_experts,)) for i in layers})
+    else:
+        for i, mixer in enumerate(config.mixers):
+            layer_table, expert_table = _layer_entries(config, mixer)
+            table.update({("layers", i, *path): HFSource((f"model.layers.{i}.{suffix}",), layout) for path, (suffix, layout) in layer_table.items()})
+            table.update({("layers", i, *path): HFSource(expert_keys(i, suffix), "linear", (config.num_experts,)) for path, suffix in expert_table.items()})
     table[("final_norm", "scale")] = HFSource(("model.norm.weight",), "same")
     if not config.tie_embeddings:
         table[("lm_head", "kernel")] = HFSource(("lm_head.weight",), "linear")
@@ -111,10 +135,10 @@ def hf_module_name(path: ParamPath) -> str:
     pass the layer's index in place of the loop's)."""
     if path == ("lm_head",):
         return "lm_head"
-    if len(path) == 4 and path[0] == "layers":
-        block = {"attn": "self_attn", "mlp": "mlp"}[path[2]]
-        module = "gate" if path[2:] == ("mlp", "router") else path[3]  # an MoE router is HF's mlp.gate
-        return f"model.layers.{path[1]}.{block}.{module}"
+    blocks = {"attn": "self_attn", "mlp": "mlp", "linear_attn": "linear_attn"}
+    if len(path) >= 4 and path[0] == "layers" and path[2] in blocks:
+        modules = ["gate" if path[2:4] == ("mlp", "router") else name for name in path[3:]]  # an MoE router is HF's mlp.gate
+        return ".".join([f"model.layers.{path[1]}", blocks[path[2]], *modules])
     raise KeyError(f"{path} is not a Dense module with a Hugging Face counterpart")
 
 
@@ -122,6 +146,8 @@ def to_hf_layout(array: np.ndarray, layout: str, in_dims: int) -> np.ndarray:
     """Our array → the Hugging Face tensor (a [out, in] matrix for Linear weights)."""
     if layout == "same":
         return array
+    if layout == "conv":
+        return array.T[:, None, :]
     fan_in = math.prod(array.shape[:in_dims])
     return array.reshape(fan_in, -1).T
 
@@ -129,18 +155,22 @@ def to_hf_layout(array: np.ndarray, layout: str, in_dims: int) -> np.ndarray:
 def from_hf_layout(tensor: np.ndarray, layout: str, shape: tuple[int, ...]) -> np.ndarray:
     if layout == "same":
         return tensor
+    if layout == "conv":
+        return tensor[:, 0, :].T
     return tensor.T.reshape(shape)
 
 
 def _hf_shape(shape: tuple[int, ...], layout: str, in_dims: int) -> tuple[int, ...]:
     if layout == "same":
         return shape
+    if layout == "conv":
+        return (shape[1], 1, shape[0])
     return (math.prod(shape[in_dims:]), math.prod(shape[:in_dims]))
 
 
 def _in_dims(path: ParamPath) -> int:
-    """How many leading dims of a kernel are its input dims (o_proj takes [N, H])."""
-    return 2 if path[-2] == "o_proj" else 1
+    """How many leading dims of a kernel are its input dims (o_proj takes [N, H], out_proj [Hv, Dv])."""
+    return 2 if path[-2] in ("o_proj", "out_proj") else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,23 +195,37 @@ def resolve_checkpoint_dir(source: str | os.PathLike) -> Path:
         ) from None
 
 
-def _checkpoint_files(directory: Path) -> dict[str, Path]:
-    """Hugging Face key → the safetensors file holding it."""
+_LANGUAGE_MODEL_PREFIX = "model.language_model."  # a vision-language checkpoint's text model (Qwen3.5)
+_UNREAD_PREFIXES = ("model.visual.", "mtp.")  # its vision tower and multi-token-prediction head
+
+
+def _checkpoint_files(directory: Path) -> dict[str, tuple[Path, str]]:
+    """Our Hugging Face key (the text-only layout) → (the safetensors file holding it, its key there)."""
     if (directory / INDEX_FILE).is_file():
         weight_map = json.loads((directory / INDEX_FILE).read_text())["weight_map"]
-        return {key: directory / name for key, name in weight_map.items()}
-    if (directory / SINGLE_FILE).is_file():
+        stored = {key: directory / name for key, name in weight_map.items()}
+    elif (directory / SINGLE_FILE).is_file():
         with safe_open(directory / SINGLE_FILE, framework="numpy") as f:
-            return {key: directory / SINGLE_FILE for key in f.keys()}
-    raise CheckpointError(f"'{directory}' has no {SINGLE_FILE} or {INDEX_FILE}; it is not a safetensors checkpoint")
+            stored = {key: directory / SINGLE_FILE for key in f.keys()}
+    else:
+        raise CheckpointError(f"'{directory}' has no {SINGLE_FILE} or {INDEX_FILE}; it is not a safetensors checkpoint")
+    files = {}
+    for key, file in stored.items():
+        if key.startswith(_UNREAD_PREFIXES):
+            continue
+        ours = "model." + key[len(_LANGUAGE_MODEL_PREFIX):] if key.startswith(_LANGUAGE_MODEL_PREFIX) else key
+        files[ours] = (file, key)
+    return files
 
 
-def _tensor_shapes(files: dict[str, Path]) -> dict[str, tuple[int, ...]]:
+def _tensor_shapes(files: dict[str, tuple[Path, str]]) -> dict[str, tuple[int, ...]]:
+    ours_by_stored = {(file, key): ours for ours, (file, key) in files.items()}
     shapes = {}
-    for path in sorted(set(files.values())):
+    for path in sorted({file for file, _ in files.values()}):
         with safe_open(path, framework="numpy") as f:
             for key in f.keys():
-                shapes[key] = tuple(f.get_slice(key).get_shape())
+                if (path, key) in ours_by_stored:
+                    shapes[ours_by_stored[(path, key)]] = tuple(f.get_slice(key).get_shape())
     return shapes
 
 
@@ -240,10 +284,10 @@ def load_hf_model(
     handles: dict[Path, object] = {}
 
     def read(key: str, layout: str, shape: tuple[int, ...]) -> np.ndarray:
-        file = files[key]
+        file, stored_key = files[key]
         if file not in handles:
             handles[file] = safe_open(file, framework="numpy").__enter__()
-        return from_hf_layout(handles[file].get_tensor(key), layout, shape).astype(dtype)
+        return from_hf_layout(handles[file].get_tensor(stored_key), layout, shape).astype(dtype)
 
     try:
         for path, source in table.items():

@@ -9,7 +9,7 @@
 An adapter on a Dense with kernel [*in, *out] adds  scale · (dropout(x) · A) · B  with
 A [*in, r] (random) and B [r, *out] (zeros, so training starts at the base model) and
 scale = alpha / r. Targets are regular expressions matched against module paths such as
-"layers.3.attn.q_proj" (default: every attention and MLP projection), or "layers.attn.q_proj" when
+"layers.3.attn.q_proj" (default: every attention, Gated DeltaNet and MLP projection), or "layers.attn.q_proj" when
 the layers are scanned: there an adapter is stacked [L, ...] like its kernel. With
 `train_unembedding`, the unembedding gets an adapter too: `lm_head`, or — for tied embeddings —
 an adapter on the output side only (the input embedding stays as it is, as in PEFT).
@@ -40,7 +40,10 @@ from nn_train.models.layers import Dense
 from nn_train.models.moe import Experts
 from nn_train.models.transformer import Transformer, stack_layers
 
-DEFAULT_TARGETS = (r"attn\.(q|k|v|o)_proj", r"mlp\.(gate|up|down)_proj")
+# Every token mixer's projections (attention's, and Gated DeltaNet's in Qwen3.5's linear_attn
+# layers) and every MLP projection (a shared expert's too). Each target must match some module.
+DEFAULT_TARGETS = (r"\battn\.(q|k|v|o)_proj|linear_attn\.(in_proj_(qkv|z|a|b)|out_proj)",
+                   r"mlp\.(shared_expert\.)?(gate|up|down)_proj")
 
 
 @dataclasses.dataclass(frozen=True)

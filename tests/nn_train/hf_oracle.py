@@ -24,7 +24,16 @@ HF_CASES = {
                                       num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True),
     "qwen3_moe_4x2_gqa4_tied_unnormed": dict(model_type="qwen3_moe", num_key_value_heads=1, tie_word_embeddings=True, num_experts=4,
                                              num_experts_per_tok=2, moe_intermediate_size=24, norm_topk_prob=False),
+    # Qwen3.5: Gated DeltaNet layers (grouped value heads, 4 per 2 key heads) and gated full attention
+    # with partial rotary embeddings; dense, and MoE with a shared expert.
+    "qwen3_5_gqa2_untied": dict(model_type="qwen3_5", num_key_value_heads=2, tie_word_embeddings=False, num_hidden_layers=4,
+                                layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"]),
+    "qwen3_5_moe_8x2_gqa4_tied": dict(model_type="qwen3_5_moe", num_key_value_heads=1, tie_word_embeddings=True, num_hidden_layers=3,
+                                      layer_types=["full_attention", "linear_attention", "full_attention"], num_experts=8,
+                                      num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=40),
 }
+_QWEN3_5_LINEAR = dict(linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=16, linear_value_head_dim=8,
+                       linear_conv_kernel_dim=4)
 VOCAB = 300
 
 
@@ -37,9 +46,17 @@ def build_hf_model(case: str, seed: int = 0, dtype=None):
     spec = dict(HF_CASES[case])
     model_type, rope = spec.pop("model_type"), spec.pop("rope", "default")
     common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                  head_dim=16, max_position_embeddings=256, **spec)
+                  head_dim=16, max_position_embeddings=256)
+    common.update(spec)
     torch.manual_seed(seed)
-    if model_type == "qwen3":
+    if model_type in ("qwen3_5", "qwen3_5_moe"):
+        rope = {"rope_type": "default", "rope_theta": 10_000.0, "partial_rotary_factor": 0.5}
+        if model_type == "qwen3_5":
+            model = transformers.Qwen3_5ForCausalLM(transformers.Qwen3_5TextConfig(**common, **_QWEN3_5_LINEAR, rope_parameters=rope))
+        else:
+            del common["intermediate_size"]
+            model = transformers.Qwen3_5MoeForCausalLM(transformers.Qwen3_5MoeTextConfig(**common, **_QWEN3_5_LINEAR, rope_parameters=rope))
+    elif model_type == "qwen3":
         config = transformers.Qwen3Config(**common, rope_parameters={"rope_type": "default", "rope_theta": 10_000.0})
         model = transformers.Qwen3ForCausalLM(config)
     elif model_type == "qwen3_moe":
@@ -54,7 +71,7 @@ def build_hf_model(case: str, seed: int = 0, dtype=None):
         model = transformers.LlamaForCausalLM(config)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if "norm" in name:
+            if "norm" in name or name.endswith(("A_log", "dt_bias")):
                 param.add_(0.1 * torch.randn_like(param))
             if name.endswith("mlp.gate.weight"):  # a router that prefers some experts clearly, so routing matters
                 param.normal_(0.0, 0.5)

@@ -38,7 +38,7 @@ def test_llama3_rope_scaling_is_applied(hf_checkpoints):
     assert np.abs(forward(scaled, tokens) - forward(unscaled, tokens)).max() > 1e-3
 
 
-@pytest.mark.parametrize("case", ["qwen3_gqa2_tied", "llama_gqa2_untied", "qwen3_moe_8x2_gqa2_untied"])
+@pytest.mark.parametrize("case", ["qwen3_gqa2_tied", "llama_gqa2_untied", "qwen3_moe_8x2_gqa2_untied", "qwen3_5_moe_8x2_gqa4_tied"])
 def test_round_trip_ours_export_transformers(hf_checkpoints, tmp_path, case):
     hf_model, directory = hf_checkpoints(case)
     ours = load_hf_model(directory)
@@ -46,7 +46,8 @@ def test_round_trip_ours_export_transformers(hf_checkpoints, tmp_path, case):
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(out)
     tokens = random_tokens()
     np.testing.assert_allclose(hf_logits(reloaded, tokens), hf_logits(hf_model, tokens), atol=1e-6)
-    assert json.loads((out / "config.json").read_text())["model_type"] == ours.config.family.replace("llama3", "llama")
+    hf_model_type = {"llama3": "llama", "qwen3_5": "qwen3_5_text", "qwen3_5_moe": "qwen3_5_moe_text"}.get(ours.config.family, ours.config.family)
+    assert json.loads((out / "config.json").read_text())["model_type"] == hf_model_type
 
 
 def test_export_of_a_fresh_model_loads_back_identically(tmp_path):
@@ -138,7 +139,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_unsupported_model_type():
-    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: qwen3, qwen3_moe, llama"):
+    with pytest.raises(ValueError, match=r"model_type 'gpt2' is not supported; supported: qwen3, qwen3_moe, qwen3_5, qwen3_5_text, qwen3_5_moe, qwen3_5_moe_text, llama"):
         config_from_hf({"model_type": "gpt2"})
 
 
