@@ -56,9 +56,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.sampling.seed = 0
     c.sampling.batch_size = 32  # conversations per sampler call
 
-    c.mesh = ml_collections.ConfigDict()  # where models are placed; nn_train's (data, fsdp, tensor) axes
+    c.mesh = ml_collections.ConfigDict()  # where models are placed; nn_train's (data, fsdp, expert, tensor) axes
     c.mesh.data = 1
     c.mesh.fsdp = -1  # one size may be -1 = fill
+    c.mesh.expert = 1  # MoE models: experts split over it (it must divide num_experts); rows split over it too
     c.mesh.tensor = 1
     c.mesh.num_devices = 1  # 1: one device (small models); -1: every device, parameters sharded (large models)
 

@@ -58,7 +58,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from eval.types import Conversation, SamplingParams
 from nn_train.models.transformer import KVCache, Transformer, token_log_probs
-from nn_train.sharding import logical_to_spec, state_shardings
+from nn_train.sharding import data_parallel_size, logical_to_spec, state_shardings
 
 # Cache slots beyond the prompt are rounded up to this, so nearby max_new_tokens share a compile.
 NEW_TOKENS_QUANTUM = 32
@@ -194,7 +194,7 @@ class Sampler:
 
     `tokenizer` may be None for the token-level methods (`generate_tokens`, `score_tokens`).
     `mesh`: place the model on it (parameters by their logical axes) and split rows over
-    (data, fsdp); None runs where the model's arrays are. `max_len`: the longest prompt plus
+    (data, fsdp, expert); None runs where the model's arrays are. `max_len`: the longest prompt plus
     new tokens allowed (default: the model's max_position_embeddings). `stop_tokens` overrides
     the stop set derived from the tokenizer (an empty tuple never stops early).
     """
@@ -215,8 +215,8 @@ class Sampler:
         self.tokenizer = tokenizer
         self.mesh = mesh
         self.max_len = max_len or self.config.max_position_embeddings
-        # Rows split over (data, fsdp); the batch is padded to a multiple of that.
-        self._data_parallel = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
+        # Rows split over (data, fsdp, expert); the batch is padded to a multiple of that.
+        self._data_parallel = data_parallel_size(mesh)
         self.batch_size = max(batch_size, self._data_parallel)
         model = nnx.view(model, deterministic=True, raise_if_not_found=False)  # no LoRA dropout at eval
         self._graphdef, state = nnx.split(model)
@@ -385,7 +385,7 @@ class Sampler:
         return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
 
     def _place(self, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
-        """Host arrays [B, ...] onto the mesh with rows split over (data, fsdp)."""
+        """Host arrays [B, ...] onto the mesh with rows split over (data, fsdp, expert)."""
         if self.mesh is None:
             return tuple(jnp.asarray(a) for a in arrays)
         placed = []

@@ -99,8 +99,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.training.router_aux_loss_weight = 0.0
 
     c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = 1  # sizes of the (data, fsdp, tensor) mesh axes; one may be -1 = fill
+    c.mesh.data = 1  # sizes of the (data, fsdp, expert, tensor) mesh axes; one may be -1 = fill
     c.mesh.fsdp = -1
+    # expert parallelism (nn_train.sharding): MoE experts split over this axis, which must divide the
+    # model's num_experts; the batch splits over it too, so a dense model reads it as more fsdp
+    c.mesh.expert = 1
     c.mesh.tensor = 1
     c.mesh.num_devices = -1  # -1: every device of every host; n: the first n (debugging, tests)
 
@@ -193,9 +196,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.mesh.num_devices == 0 or config.mesh.num_devices < -1:
         raise ConfigError(f"config key 'mesh.num_devices' must be positive, or -1 for all devices, got {config.mesh.num_devices}")
-    sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.tensor]
+    sizes = [config.mesh.data, config.mesh.fsdp, config.mesh.get("expert", 1), config.mesh.tensor]
     if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
-        raise ConfigError(f"config keys 'mesh.data/fsdp/tensor' = {sizes}: sizes must be positive, with at most one -1 (fill)")
+        raise ConfigError(f"config keys 'mesh.data/fsdp/expert/tensor' = {sizes}: sizes must be positive, with at most one -1 (fill)")
     if config.data.source in ("jsonl", "tfds"):
         if not config.data.path:
             what = "the dataset's JSONL file" if config.data.source == "jsonl" else "the TFDS data_dir python -m data_gen.build wrote"

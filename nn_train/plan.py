@@ -152,7 +152,7 @@ def plan(config, row_tokens: int | None = None, model_config=None) -> Plan:
     from nn_train.models.lora import apply_lora
     from nn_train.models.transformer import Transformer
     from nn_train.sharding import state_shardings
-    from nn_train.trainer import batch_sharding_of, build_mesh, check_batch_splits, build_optimizer, lora_config, make_train_step, train_state_shardings
+    from nn_train.trainer import batch_sharding_of, build_mesh, check_batch_splits, check_mesh_for_model, build_optimizer, lora_config, make_train_step, train_state_shardings
 
     config = config.copy_and_resolve_references()
     if row_tokens is not None:
@@ -168,6 +168,7 @@ def plan(config, row_tokens: int | None = None, model_config=None) -> Plan:
     else:
         model_name = f"{model_config.family}, {model_config.num_layers} layers of width {model_config.embed_dim}"
     check_batch_splits(config, mesh)
+    check_mesh_for_model(model_config, mesh)
     rows = config.training.global_batch_size // config.training.microbatches
 
     def build():

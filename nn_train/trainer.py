@@ -1,10 +1,10 @@
-"""The sharded training loop: one jitted step over a (data, fsdp, tensor) mesh, checkpointed and resumable.
+"""The sharded training loop: one jitted step over a (data, fsdp, expert, tensor) mesh, checkpointed and resumable.
 
     summary = train(config, workdir)        # python -m nn_train.main wraps this
 
 The step is `jax.jit` with explicit NamedShardings for the parameters, optimizer state and batch
 (the pjit model) and the train state donated. Parameters are sharded by the logical-axis rules
-of nn_train.sharding; the batch is split over (data, fsdp). Gradients are accumulated over
+of nn_train.sharding; the batch is split over (data, fsdp, expert). Gradients are accumulated over
 microbatches with `lax.scan` and the loss is the weighted sum of token losses divided by the sum
 of weights over the whole global batch, so masked tokens contribute nothing and microbatching
 does not change the update.
@@ -48,7 +48,7 @@ from nn_train.models.hf_checkpoint import load_hf_model
 from nn_train.models.lora import LoRAConfig, apply_lora
 from nn_train.models.moe import load_balancing_loss
 from nn_train.models.transformer import Transformer
-from nn_train.sharding import make_mesh, state_shardings
+from nn_train.sharding import BATCH_AXES, check_expert_split, data_parallel_size, make_mesh, state_shardings
 
 # Block on a result at least this often: XLA's CPU collectives deadlock when hundreds of steps
 # are enqueued on fake devices, and a bounded queue keeps step times honest everywhere.
@@ -86,9 +86,19 @@ def build_mesh(config: ml_collections.ConfigDict) -> Mesh:
     if config.mesh.num_devices > 0:
         devices = devices[: config.mesh.num_devices]
     try:
-        return make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices)
+        # A config saved before the expert axis existed has no mesh.expert: it had none (1).
+        return make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices=devices, expert=config.mesh.get("expert", 1))
     except ValueError as e:
-        raise ConfigError(f"config keys 'mesh.data/fsdp/tensor': {e}") from None
+        raise ConfigError(f"config keys 'mesh.data/fsdp/expert/tensor': {e}") from None
+
+
+def check_mesh_for_model(model_config, mesh: Mesh) -> None:
+    """ConfigError (one line) unless the mesh's expert axis divides the model's experts; before any
+    weight is built or read. A dense model takes any expert axis (it then only splits the batch)."""
+    try:
+        check_expert_split(model_config.num_experts, mesh)
+    except ValueError as e:
+        raise ConfigError(f"config key 'mesh.expert': {e}") from None
 
 
 def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
@@ -101,8 +111,14 @@ def build_model(config: ml_collections.ConfigDict, mesh: Mesh) -> Transformer:
             raise ConfigError(str(e)) from None
         except FileNotFoundError as e:
             raise ConfigError(f"config key 'model.hf_checkpoint': {e}") from None
+        except ValueError as e:
+            if "mesh.expert" not in str(e):
+                raise
+            raise ConfigError(f"config key 'mesh.expert': {e}") from None  # check_expert_split, before reading weights
     else:
-        model = create_model(get_config(config.model.preset, **overrides), seed=config.training.seed, mesh=mesh)
+        model_config = get_config(config.model.preset, **overrides)
+        check_mesh_for_model(model_config, mesh)
+        model = create_model(model_config, seed=config.training.seed, mesh=mesh)
     if config.lora.enabled:
         if config.lora.dropout > 0 and model.config.scan_layers:
             raise ConfigError(f"config key 'lora.dropout' is {config.lora.dropout}, but dropout is not supported with scanned layers "
@@ -233,19 +249,19 @@ def train_state_shardings(tx: optax.GradientTransformation, params, param_shardi
 
 
 def batch_sharding_of(mesh: Mesh) -> NamedSharding:
-    """A batch [microbatches, rows, length]: rows over (data, fsdp)."""
-    return NamedSharding(mesh, P(None, ("data", "fsdp"), None))
+    """A batch [microbatches, rows, length]: rows over (data, fsdp, expert)."""
+    return NamedSharding(mesh, P(None, tuple(a for a in BATCH_AXES if a in mesh.shape), None))
 
 
 def check_batch_splits(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     """ConfigError unless each microbatch's rows split evenly over the data-parallel devices."""
-    data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+    data_parallel = data_parallel_size(mesh)
     rows = config.training.global_batch_size // config.training.microbatches
     if rows % data_parallel:
         raise ConfigError(
             f"config key 'training.global_batch_size': {rows} rows per microbatch "
             f"(global_batch_size {config.training.global_batch_size} / microbatches {config.training.microbatches}) "
-            f"do not split over the {data_parallel} data-parallel devices (mesh data × fsdp)"
+            f"do not split over the {data_parallel} data-parallel devices (mesh data × fsdp × expert)"
         )
 
 

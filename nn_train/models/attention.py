@@ -257,7 +257,9 @@ def _splash(q_btnh, k_bskh, v_bskh, segments_bt, block_size: int, interpret: boo
     if mesh.empty:
         return _splash_rows(q_btnh, k_bskh, v_bskh, segments_bt, block_size, interpret)
     sizes = dict(mesh.shape)
-    data_axes = tuple(a for a in ("data", "fsdp") if sizes.get(a, 1) > 1)
+    from nn_train.sharding import batch_axes
+
+    data_axes = batch_axes(mesh)
     rows = data_axes if data_axes and b % math.prod(sizes[a] for a in data_axes) == 0 else None
     tensor = sizes.get("tensor", 1)
     heads = "tensor" if tensor > 1 and n % tensor == 0 and k % tensor == 0 else None

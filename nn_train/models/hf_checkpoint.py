@@ -48,7 +48,7 @@ from safetensors.numpy import save_file
 from nn_train.models import abstract_model, config_from_hf, to_hf_config
 from nn_train.models.config import ModelConfig
 from nn_train.models.transformer import Transformer
-from nn_train.sharding import state_shardings
+from nn_train.sharding import make_mesh, state_shardings
 
 ParamPath = tuple  # a parameter path in the NNX state, e.g. ("layers", 0, "attn", "q_proj", "kernel")
 
@@ -265,7 +265,7 @@ def load_hf_model(
     config = (config or config_from_hf(directory)).replace(**config_overrides)
     graphdef, abstract_state = nnx.split(abstract_model(config))
     if mesh is None:
-        mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor"))
+        mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     shardings = state_shardings(abstract_state, mesh)
 
     table = hf_key_table(config)

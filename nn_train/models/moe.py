@@ -24,8 +24,16 @@ Dispatch (config.moe_dispatch):
 With config.shared_expert_mlp_dim (Qwen3.5), every token also goes through a shared SwiGLU expert
 whose output is scaled by sigmoid(x·w_gate) and added.
 
-Expert weights are [E, D, F] (gate, up) and [E, F, D] (down), logical axes ("experts", ...). The
-experts axis is replicated for now (nn_train.sharding): D and F shard like a dense MLP's.
+Expert weights are [E, D, F] (gate, up) and [E, F, D] (down), logical axes ("experts", ...): E splits
+over the mesh's `expert` axis (nn_train.sharding), D over fsdp and F over tensor like a dense MLP's.
+
+Under a mesh the layer runs per device (`_per_device`, a shard_map): each device routes its own
+tokens (rows split over data × fsdp × expert) and, with an expert axis of ep devices, runs only its
+E/ep local experts, on the tokens of every device of its expert group (`_expert_parallel`):
+all-gather the group's tokens, a scan over the ep source devices computing each one's pairs that
+go to a local expert (the others masked), reduce-scatter the partial outputs back to the tokens'
+devices. Dropless and exact: each pair is computed by exactly one device, and the output equals the
+single-device one up to the order of the k-term sum.
 Kept free of Qwen specifics beyond the routing rule, so DeepSeek-style models can reuse it.
 """
 
@@ -142,30 +150,92 @@ class MoE(nnx.Module):
 
 def _per_device(dispatch, x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
     """Runs `dispatch` on each device's own tokens under a mesh (shard_map): the tokens' rows split
-    over data × fsdp, as the batch is, and the experts' F over tensor (partial outputs summed).
+    over data × fsdp × expert, as the batch is, the experts over the expert axis (each device runs
+    its own, `_expert_parallel`) and the experts' F over tensor (partial outputs summed).
     Left to the compiler, the sort over all (token, expert) pairs gathers the global batch onto
     every device: the planner measured 136 GiB of temporaries per v5p for Qwen3-30B-A3B on 64
     devices against 48 GiB on 8 with the same rows per device."""
     from jax.sharding import PartitionSpec as P
 
+    from nn_train.sharding import batch_axes, check_expert_split
+
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
     sizes = dict(mesh.shape)
-    data_axes = tuple(a for a in ("data", "fsdp") if sizes.get(a, 1) > 1)
-    rows = data_axes if data_axes and x_md.shape[0] % math.prod(sizes[a] for a in data_axes) == 0 else None
+    ep = sizes.get("expert", 1)
+    check_expert_split(gate_edf.shape[0], mesh)  # normally refused earlier, when the weights were sharded
+    # The rows over every batch axis; a batch the expert axis does not split (a decode step of fewer
+    # rows than devices) is replicated over it, and then over data × fsdp too if they do not divide it.
+    rows = None
+    for axes in (batch_axes(mesh), tuple(a for a in batch_axes(mesh) if a != "expert")):
+        if axes and x_md.shape[0] % math.prod(sizes[a] for a in axes) == 0:
+            rows = axes
+            break
     mlp = "tensor" if sizes.get("tensor", 1) > 1 and gate_edf.shape[2] % sizes["tensor"] == 0 else None
-    if rows is None and mlp is None:
+    expert = "expert" if ep > 1 else None
+    if rows is None and mlp is None and expert is None:
         return dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
+    tokens_split_over_expert = rows is not None and "expert" in rows
 
     def local(x, weights, experts, gate, up, down):
-        y = dispatch(x, weights, experts, gate, up, down)
+        if expert is None:
+            y = dispatch(x, weights, experts, gate, up, down)
+        else:
+            y = _expert_parallel(dispatch, x, weights, experts, gate, up, down, tokens_split_over_expert)
         return jax.lax.psum(y, "tensor") if mlp else y
 
     token_rows = P(rows, None)
     return jax.shard_map(local, mesh=mesh, out_specs=token_rows,
-                         in_specs=(token_rows, token_rows, token_rows, P(None, None, mlp), P(None, None, mlp), P(None, mlp, None)),
+                         in_specs=(token_rows, token_rows, token_rows, P(expert, None, mlp), P(expert, None, mlp), P(expert, mlp, None)),
                          )(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
+
+
+def _expert_parallel(dispatch, x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd, tokens_split: bool) -> jax.Array:
+    """Inside shard_map: this device's tokens through the experts of the whole expert axis, of which
+    it holds E/ep (gate_edf [E/ep, D, F]; global expert e lives on expert-axis device e // (E/ep)).
+
+    With the tokens split over the expert axis (`tokens_split`): the group's tokens are all-gathered
+    ([ep, m, D], plus their routing [ep, m, k]); a scan over the ep sources runs `dispatch` on one
+    source's m tokens at a time with its pairs for a non-local expert masked out (expert id E/ep, the
+    dispatches' "no expert", weight 0); the stacked partial outputs [ep, m, D] are reduce-scattered
+    (psum_scatter), so each device gets its own m rows summed over the ep devices' experts. Each
+    scan step is checkpointed, so the backward keeps only the gathered inputs, not ep steps'
+    dispatch buffers.
+
+    Why this and not an all-to-all of the (token, expert) pairs: dropless with static shapes, an
+    all-to-all must size each destination's buffer for the worst case, all m·k pairs going to one
+    device, so it sends and receives ep·m·k rows of D (k times the all-gather's ep·m) and the local
+    experts then run over ep·m·k rows at once. Here the live buffers are ep·m rows of D in and out
+    (activations, k times fewer than the pairs) plus one step's dispatch buffers, the same m·k pairs
+    a device dispatches without an expert axis. The price is compute on masked pairs: the dense
+    dispatch runs the local experts on every gathered token (E·m per device, as without the axis);
+    ragged_dot computes nothing for the masked rows it is told are past its groups (zero rows); the
+    blocked scan skips blocks past the last local group. The backward recomputes each step's
+    forward once more (the checkpoint).
+
+    With the tokens replicated over the expert axis (a batch it does not split), each device runs
+    its local experts on the tokens it has and the partial outputs are summed (psum).
+    """
+    local_experts = gate_edf.shape[0]
+    first = jax.lax.axis_index("expert") * local_experts
+
+    def mine(x, weights, experts):
+        ids = experts - first
+        here = (ids >= 0) & (ids < local_experts)
+        return dispatch(x, jnp.where(here, weights, jnp.zeros_like(weights)), jnp.where(here, ids, local_experts),
+                        gate_edf, up_edf, down_efd)
+
+    if not tokens_split:
+        return jax.lax.psum(mine(x_md, weights_mk, experts_mk), "expert")
+    gathered = [jax.lax.all_gather(a, "expert") for a in (x_md, weights_mk, experts_mk)]  # [ep, m, ...]
+
+    @jax.checkpoint
+    def step(carry, source):
+        return carry, mine(*source)
+
+    _, partial = jax.lax.scan(step, None, gathered)  # [ep, m, D]: source j's tokens through this device's experts
+    return jax.lax.psum_scatter(partial, "expert", scatter_dimension=0)
 
 
 def resolve_dispatch(dispatch: str, platform: str | None = None) -> str:
@@ -173,6 +243,10 @@ def resolve_dispatch(dispatch: str, platform: str | None = None) -> str:
     if dispatch != "auto":
         return dispatch
     return "ragged" if (platform or jax.default_backend()) in ("gpu", "tpu") else "blocked"
+
+
+# Every dispatch takes an expert id of E (one past the last, gate_edf.shape[0]) as "no expert": the
+# pair contributes nothing (the expert-parallel path masks other devices' experts so).
 
 
 def _dense_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
@@ -185,7 +259,8 @@ def _dense_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) ->
 
 def _ragged_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
     """The M·k (token, expert) pairs sorted by expert, one grouped matmul per projection, then
-    gathered back to their tokens and summed with the routing weights."""
+    gathered back to their tokens and summed with the routing weights. Pairs of no expert (id E)
+    sort last, past every group: ragged_dot gives them zero rows."""
     m, k = experts_mk.shape
     num_experts = gate_edf.shape[0]
     flat_experts = experts_mk.reshape(-1)  # pair p = token p // k, its (p % k)-th expert
@@ -195,7 +270,26 @@ def _ragged_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -
     hidden = jax.nn.silu(jax.lax.ragged_dot(rows, gate_edf, group_sizes)) * jax.lax.ragged_dot(rows, up_edf, group_sizes)
     out = jax.lax.ragged_dot(hidden, down_efd, group_sizes)  # [M·k, D], still grouped by expert
     unsorted = out[jnp.argsort(order)].reshape(m, k, -1)  # back to (token, its k-th expert)
+    unsorted = jnp.where((experts_mk < num_experts)[..., None], unsorted, 0)
     return jnp.einsum("mkd,mk->md", unsorted, weights_mk)
+
+
+def _varying_axes(x) -> frozenset:
+    """The shard_map mesh axes `x` varies over (empty outside shard_map); the attribute moved in JAX 0.10."""
+    aval = jax.typeof(x)
+    if hasattr(aval, "vma"):
+        return frozenset(aval.vma)
+    return frozenset(getattr(getattr(aval, "manual_axis_type", None), "varying", ()) or ())
+
+
+def _vary_alike(*arrays) -> tuple:
+    """`arrays`, each cast (jax.lax.pcast) to vary over every mesh axis any of them varies over."""
+    varying = frozenset().union(*(_varying_axes(a) for a in arrays))
+    out = []
+    for a in arrays:
+        missing = tuple(sorted(varying - _varying_axes(a)))
+        out.append(jax.lax.pcast(a, missing, to="varying") if missing else a)
+    return tuple(out)
 
 
 MAX_BLOCK_ROWS = 128  # rows per block of the blocked dispatch (fewer when the groups are small)
@@ -210,7 +304,12 @@ def block_rows(pairs: int, num_experts: int) -> int:
 
 def _blocked_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) -> jax.Array:
     """Pairs sorted by expert, each expert's group padded to whole blocks of `block_rows` rows; a
-    scan runs block j through the weights of the expert that owns it."""
+    scan runs block j through the weights of the expert that owns it, and skips (lax.cond) the
+    blocks past the last group. Pairs of no expert (id E) get no row and contribute zero."""
+    # Under shard_map, every operand made to vary over the same mesh axes here, once: else the kernels
+    # (not varying over the token axes) are cast inside the cond, whose backward then sums their
+    # gradients over those axes there, a collective only the devices taking the branch would reach.
+    x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd = _vary_alike(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd)
     m, k = experts_mk.shape
     num_experts = gate_edf.shape[0]
     pairs = m * k
@@ -219,20 +318,32 @@ def _blocked_dispatch(x_md, weights_mk, experts_mk, gate_edf, up_edf, down_efd) 
     flat_experts = experts_mk.reshape(-1)
     order = jnp.argsort(flat_experts, stable=True)
     sorted_experts = flat_experts[order]
-    group_sizes = jnp.bincount(flat_experts, length=num_experts)
+    routed = sorted_experts < num_experts
+    group_sizes = jnp.bincount(flat_experts, length=num_experts)  # drops the ids of no expert
     padded_sizes = -(-group_sizes // rows_per_block) * rows_per_block
     group_starts, padded_starts = jnp.cumsum(group_sizes) - group_sizes, jnp.cumsum(padded_sizes) - padded_sizes
-    slot = padded_starts[sorted_experts] + jnp.arange(pairs) - group_starts[sorted_experts]  # sorted pair → padded row
-    rows = jnp.zeros((num_blocks * rows_per_block, x_md.shape[1]), x_md.dtype).at[slot].set(x_md[order // k])
-    # The expert owning each block; blocks past the last group hold zero rows whose output is dropped.
+    owner = jnp.minimum(sorted_experts, num_experts - 1)
+    slot = padded_starts[owner] + jnp.arange(pairs) - group_starts[owner]  # sorted pair → padded row
+    slot = jnp.where(routed, slot, num_blocks * rows_per_block)  # past the end: dropped on write, zero on read
+    rows = jnp.zeros((num_blocks * rows_per_block, x_md.shape[1]), x_md.dtype).at[slot].set(x_md[order // k], mode="drop")
+    # The expert owning each block; blocks past the last group hold zero rows and are skipped.
     block_starts = jnp.arange(num_blocks) * rows_per_block
     block_experts = jnp.minimum(jnp.searchsorted(padded_starts + padded_sizes, block_starts, side="right"), num_experts - 1)
+    block_used = block_starts < padded_sizes.sum()
+
+    def run(rows_bd, expert):
+        hidden = jax.nn.silu(rows_bd @ gate_edf[expert]) * (rows_bd @ up_edf[expert])
+        return hidden @ down_efd[expert]
+
+    def skip(rows_bd, expert):
+        zeros = jnp.zeros((rows_bd.shape[0], down_efd.shape[2]), jnp.result_type(rows_bd, down_efd))
+        return _vary_alike(zeros, down_efd)[0]  # the branches' outputs vary over the same mesh axes
 
     def block(_, inputs):
-        rows_bd, expert = inputs
-        hidden = jax.nn.silu(rows_bd @ gate_edf[expert]) * (rows_bd @ up_edf[expert])
-        return None, hidden @ down_efd[expert]
+        rows_bd, expert, used = inputs
+        return None, jax.lax.cond(used, run, skip, rows_bd, expert)
 
-    _, out = jax.lax.scan(block, None, (rows.reshape(num_blocks, rows_per_block, -1), block_experts))
-    unsorted = out.reshape(num_blocks * rows_per_block, -1)[slot][jnp.argsort(order)].reshape(m, k, -1)
+    _, out = jax.lax.scan(block, None, (rows.reshape(num_blocks, rows_per_block, -1), block_experts, block_used))
+    out = out.reshape(num_blocks * rows_per_block, -1).at[slot].get(mode="fill", fill_value=0)
+    unsorted = out[jnp.argsort(order)].reshape(m, k, -1)
     return jnp.einsum("mkd,mk->md", unsorted, weights_mk)

@@ -453,8 +453,7 @@ def target_log_probs(model: "Transformer", hidden: jax.Array, targets: jax.Array
 
 
 def _data_parallel_devices() -> int:
-    """How many devices the rows split over (data × fsdp) under the mesh in scope; 1 without one."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
-        return 1
-    return math.prod(size for name, size in mesh.shape.items() if name in ("data", "fsdp"))
+    """How many devices the rows split over (data × fsdp × expert) under the mesh in scope; 1 without one."""
+    from nn_train.sharding import data_parallel_size
+
+    return data_parallel_size(jax.sharding.get_abstract_mesh())

@@ -40,7 +40,7 @@ def test_model_flops_agree_with_xla_on_a_step_without_loops():
 def test_fsdp_splits_parameters_and_optimizer_state_over_devices():
     one = plan(_full_ft(**{"mesh.num_devices": 1, "mesh.fsdp": 1}))
     four = plan(_full_ft(**{"mesh.num_devices": 4, "mesh.fsdp": 4}))
-    assert four.mesh == {"data": 1, "fsdp": 4, "tensor": 1}
+    assert four.mesh == {"data": 1, "fsdp": 4, "expert": 1, "tensor": 1}
     # every large matrix is sharded on its embed axis; only the small norm scales are replicated
     assert four.param_bytes < 0.3 * one.param_bytes
     assert four.opt_bytes < 0.3 * one.opt_bytes
@@ -75,7 +75,7 @@ def _cli(*args):
 def test_cli_says_whether_the_run_fits():
     fits = _cli("--devices=2", "--device=v5e", "--longest_row=false")
     assert fits.returncode == 0, fits.stderr[-2000:]
-    assert f"on 2 x {DEVICES['v5e'].name}, mesh {{'data': 1, 'fsdp': 2, 'tensor': 1}}" in fits.stdout
+    assert f"on 2 x {DEVICES['v5e'].name}, mesh {{'data': 1, 'fsdp': 2, 'expert': 1, 'tensor': 1}}" in fits.stdout
     assert "fits: yes" in fits.stdout and "predicted step time at 40% MFU" in fits.stdout
     tight = _cli("--devices=1", "--device=h100", "--usable_fraction=1e-9", "--longest_row=true")
     assert tight.returncode == 1, tight.stderr[-2000:]  # a run that does not fit fails the command
@@ -85,6 +85,17 @@ def test_cli_says_whether_the_run_fits():
     assert "longest row that fits: ~0 tokens (linear fit of compiles at 2,048 and 4,096 tokens" in tight.stdout
     dense = _cli("--devices=1", "--config.model.attention=dense")
     assert "longest row that fits: not estimated (the dense attention kernel grows as T^2" in dense.stdout
+
+
+def test_cli_plans_an_expert_mesh_and_names_one_that_does_not_divide_the_experts():
+    moe = ("--config.model.preset=qwen3_moe_tiny", "--config.mesh.fsdp=1", "--longest_row=false")
+    ep = _cli("--devices=4", *moe, "--config.mesh.expert=4")
+    assert ep.returncode == 0, ep.stderr[-2000:]
+    assert "mesh {'data': 1, 'fsdp': 1, 'expert': 4, 'tensor': 1}" in ep.stdout and "fits: yes" in ep.stdout
+    bad = _cli("--devices=3", *moe, "--config.mesh.expert=3", "--config.training.global_batch_size=6")
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: config key 'mesh.expert': num_experts (8) is not divisible by mesh.expert (3): each device " \
+        "of the expert axis holds num_experts / mesh.expert experts; choose a mesh.expert that divides 8"
 
 
 def test_cli_names_a_bad_config_key():

@@ -24,7 +24,7 @@ def mesh():
 
 def _sharded_forward(model, tokens, mesh):
     graphdef, state = nnx.split(model)
-    batch_sharding = jax.sharding.NamedSharding(mesh, P(("data", "fsdp"), None))
+    batch_sharding = jax.sharding.NamedSharding(mesh, P(("data", "fsdp", "expert"), None))
 
     @jax.jit
     def run(state, tokens):
@@ -88,6 +88,8 @@ def test_hugging_face_checkpoint_loads_straight_into_shards(mesh, hf_checkpoints
         (dict(data=3, fsdp=1, tensor=1), r"do not divide the 8 devices"),
         (dict(data=-1, fsdp=-1, tensor=2), r"at most one axis may be -1"),
         (dict(data=2, fsdp=2, tensor=1), r"use 4 of 8 devices"),
+        (dict(data=1, fsdp=2, expert=3, tensor=1), r"mesh sizes \{'data': 1, 'fsdp': 2, 'expert': 3, 'tensor': 1\} do not divide the 8 devices"),
+        (dict(data=1, fsdp=-1, expert=-1, tensor=1), r"at most one axis may be -1"),
     ],
 )
 def test_bad_mesh_sizes(sizes, message):
@@ -96,6 +98,7 @@ def test_bad_mesh_sizes(sizes, message):
 
 
 def test_fill_axis_and_unknown_logical_axis():
-    assert dict(make_mesh(data=2, fsdp=-1, tensor=2).shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+    assert dict(make_mesh(data=2, fsdp=-1, tensor=2).shape) == {"data": 2, "fsdp": 2, "expert": 1, "tensor": 2}
+    assert dict(make_mesh(data=1, fsdp=-1, tensor=2, expert=2).shape) == {"data": 1, "fsdp": 2, "expert": 2, "tensor": 2}
     with pytest.raises(KeyError, match="logical axis 'moe_groups' has no rule"):
         logical_to_spec(("moe_groups",))

@@ -139,11 +139,12 @@ def _loss(model, tokens):
     return -jnp.take_along_axis(jax.nn.log_softmax(logits[:, :-1]), tokens[:, 1:, None], axis=-1).mean()
 
 
-def test_a_sharded_forward_and_gradient_on_8_devices_equal_one_device():
+@pytest.mark.parametrize("mesh_shape", [dict(data=2, fsdp=2, tensor=2), dict(data=1, fsdp=2, tensor=2, expert=2)])
+def test_a_sharded_forward_and_gradient_on_8_devices_equal_one_device(mesh_shape):
     config = get_config("qwen3_5_moe_tiny", moe_dispatch="blocked", num_layers=2, layer_types=("linear_attention", "full_attention"))
     tokens = jnp.asarray(random_tokens(batch=4, length=80) % 512)
     single = create_model(config, seed=2)
-    mesh = make_mesh(2, 2, 2)
+    mesh = make_mesh(**mesh_shape)
     sharded = create_model(config, seed=2, mesh=mesh)
     with jax.set_mesh(mesh):
         np.testing.assert_allclose(forward(sharded, tokens), forward(single, tokens), atol=1e-5)
