@@ -71,7 +71,8 @@ class ModelConfig:
     attention: str = "auto"  # the attention kernel (nn_train.models.attention.BACKENDS)
     attention_block_size: int = 512  # key block of the blockwise kernel: its memory grows as T * this
     # Layers as one stacked Block run by jax.lax.scan (compile time flat in depth) instead of a
-    # Python loop of Blocks; None: scan when the model has >= SCAN_LAYERS_MIN_PARAMS parameters.
+    # Python loop of Blocks (hybrid models: a stacked group of layer_period Blocks); None: scan when
+    # the model has >= SCAN_LAYERS_MIN_PARAMS parameters.
     scan_layers: bool | None = None
     # Mixture of experts (nn_train.models.moe): with num_experts > 0 every layer's MLP is a router
     # over that many SwiGLU experts of width expert_mlp_dim, experts_per_token of them per token
@@ -144,13 +145,8 @@ class ModelConfig:
         if not 0 < self.partial_rotary_factor <= 1 or self.rotary_dim % 2:
             problems.append(f"partial_rotary_factor ({self.partial_rotary_factor}) must be in (0, 1] and rotate an even "
                             f"number of head dims (head_dim {self.head_dim} → {self.rotary_dim})")
-        if self.scan_layers and len(set(self.mixers)) > 1:
-            problems.append("scan_layers=True needs every layer alike; layer_types mixes "
-                            f"{' and '.join(sorted(set(self.mixers)))} (set scan_layers=False)")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
-        if self.scan_layers is None and len(set(self.mixers)) > 1:  # hybrid layers run as a loop for now
-            object.__setattr__(self, "scan_layers", False)
         if self.scan_layers is None:  # resolved once, so a saved config records the layout it ran with
             object.__setattr__(self, "scan_layers", self.approx_param_count >= SCAN_LAYERS_MIN_PARAMS)
 
@@ -158,6 +154,14 @@ class ModelConfig:
     def mixers(self) -> tuple[str, ...]:
         """Each layer's token mixer (LAYER_TYPES)."""
         return self.layer_types or ("full_attention",) * self.num_layers
+
+    @property
+    def layer_period(self) -> int:
+        """The length of the repeating pattern of layer types (1 when every layer is alike; 4 for
+        Qwen3.5's three Gated DeltaNet layers and one attention layer): scanned layers run as a scan
+        over groups of this many layers."""
+        mixers = self.mixers
+        return next(p for p in range(1, len(mixers) + 1) if len(mixers) % p == 0 and mixers == mixers[:p] * (len(mixers) // p))
 
     @property
     def rotary_dim(self) -> int:

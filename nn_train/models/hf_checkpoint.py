@@ -109,15 +109,22 @@ def _layer_entries(config: ModelConfig, mixer: str) -> tuple[dict[ParamPath, tup
 def hf_key_table(config: ModelConfig) -> dict[ParamPath, HFSource]:
     """Our parameter path → its Hugging Face source, for every parameter of `config`."""
     table = {("embed", "embedding"): HFSource(("model.embed_tokens.weight",), "same")}
-    layers, experts = range(config.num_layers), range(config.num_experts)
+    experts = range(config.num_experts)
     expert_keys = lambda i, suffix: tuple(f"model.layers.{i}.mlp.experts.{e}.{suffix}" for e in experts)
-    if config.scan_layers:  # every layer alike (ModelConfig refuses scanning mixed layer types)
-        layer_table, expert_table = _layer_entries(config, config.mixers[0])
-        for path, (suffix, layout) in layer_table.items():
-            table[("layers", *path)] = HFSource(tuple(f"model.layers.{i}.{suffix}" for i in layers), layout, (config.num_layers,))
-        for path, suffix in expert_table.items():
-            keys = tuple(key for i in layers for key in expert_keys(i, suffix))
-            table[("layers", *path)] = HFSource(keys, "linear", (config.num_layers, config.num_experts))
+    period = config.layer_period
+    if config.scan_layers:
+        # Stacked over the G = L / period groups: group position j's slice g is layer g * period + j
+        # (period 1, every layer alike: paths "layers.attn...", slice i layer i).
+        groups = config.num_layers // period
+        for j in range(period):
+            prefix = ("layers",) if period == 1 else ("layers", "blocks", j)
+            members = [g * period + j for g in range(groups)]
+            layer_table, expert_table = _layer_entries(config, config.mixers[j])
+            for path, (suffix, layout) in layer_table.items():
+                table[(*prefix, *path)] = HFSource(tuple(f"model.layers.{i}.{suffix}" for i in members), layout, (groups,))
+            for path, suffix in expert_table.items():
+                keys = tuple(key for i in members for key in expert_keys(i, suffix))
+                table[(*prefix, *path)] = HFSource(keys, "linear", (groups, config.num_experts))
     else:
         for i, mixer in enumerate(config.mixers):
             layer_table, expert_table = _layer_entries(config, mixer)

@@ -164,8 +164,9 @@ def apply_lora(model: Transformer, config: LoRAConfig, *, rngs: nnx.Rngs) -> lis
         raise ValueError("LoRA dropout does not apply to expert adapters (they are folded into the experts' kernels); "
                          "set lora dropout to 0 or target the attention alone")
     if mc.scan_layers:
-        # Drawn layer by layer in the loop's order, then stacked: the same adapters as the loop's.
-        per_layer = [[adapter_for(dense) for _, dense in targets] for _ in range(mc.num_layers)]
+        # Drawn layer by layer in the loop's order, then stacked: the same adapters as the loop's. (A
+        # hybrid model stacks groups of layer_period layers: the targets are each group position's.)
+        per_layer = [[adapter_for(dense) for _, dense in targets] for _ in range(mc.num_layers // mc.layer_period)]
         for j, (_, dense) in enumerate(targets):
             dense.lora = stack_layers([layer[j] for layer in per_layer])
     else:
@@ -201,7 +202,7 @@ def _attach_expert_adapters(model: Transformer, expert_targets, config: LoRAConf
 
     for experts, projections in by_module.values():
         if mc.scan_layers:
-            per_layer = [layer_adapters(projections) for _ in range(mc.num_layers)]
+            per_layer = [layer_adapters(projections) for _ in range(mc.num_layers // mc.layer_period)]
             experts.lora = ExpertAdapters({proj: stack_layers([layer[proj] for layer in per_layer]) for proj in projections})
         else:
             experts.lora = ExpertAdapters(layer_adapters(projections))
@@ -260,15 +261,19 @@ def _peft_tensors(model: Transformer, config: LoRAConfig) -> dict[str, np.ndarra
     if expert_adapted:
         raise ValueError(f"adapters on MoE experts ({expert_adapted[0]}, ...) have no PEFT export yet: export the merged model "
                          "(export_hf_model(merge_lora(model))), or train adapters on the attention alone")
-    stacked_layers = model.config.num_layers if model.config.scan_layers else None
+    period = model.config.layer_period
+    stacked = model.config.num_layers // period if model.config.scan_layers else None
     for name, adapter in lora_modules(model).items():
         a = np.asarray(jax.device_get(adapter.a[...]), np.float32)
         b = np.asarray(jax.device_get(adapter.b[...]), np.float32)
         if name == "embed.unembed":
             per_module = [("lm_head", a, b)]
-        elif stacked_layers and name.startswith("layers."):  # ("layers", "attn", "q_proj"): slice i is layer i
+        elif stacked and name.startswith("layers.") and period > 1:  # ("layers", "blocks", j, ...): slice g is layer g·period + j
             path = dense_paths[name]
-            per_module = [(hf_module_name((path[0], i, *path[1:])), a[i], b[i]) for i in range(stacked_layers)]
+            per_module = [(hf_module_name(("layers", g * period + path[2], *path[3:])), a[g], b[g]) for g in range(stacked)]
+        elif stacked and name.startswith("layers."):  # ("layers", "attn", "q_proj"): slice i is layer i
+            path = dense_paths[name]
+            per_module = [(hf_module_name((path[0], i, *path[1:])), a[i], b[i]) for i in range(stacked)]
         else:
             per_module = [(hf_module_name(dense_paths[name]), a, b)]
         for module, a, b in per_module:

@@ -198,7 +198,7 @@ class Block(nnx.Module):
             mlp_out = self.mlp(self.post_attn_norm(x))
         return shard_activation(x + mlp_out, ("act_batch", "act_length", "act_embed")), stats
 
-    def extend(self, x, positions, mask, inv_freq, layer_cache, index, docs):
+    def extend(self, x, *, positions, mask, inv_freq, layer_cache, index, docs):
         """The block over a chunk of new tokens with its layer's cache: (keys, values) for attention
         (see Attention.extend), a GDNState for Gated DeltaNet, which reads `docs` [B, T] (1: a real
         token, 0: left padding). Returns (x, the layer's new cache)."""
@@ -228,13 +228,14 @@ class KVCache:
     """
 
     # Per attention layer [B, K, S, H] in the compute dtype (heads-major: what attention reads, so a
-    # decode step copies nothing but its new slot); for scanned layers one stacked [L, B, K, S, H].
+    # decode step copies nothing but its new slot); for scanned layers one stacked [L, B, K, S, H],
+    # and for scanned hybrid layers one [G, B, K, S, H] per attention layer of a group (G groups).
     keys: tuple[jax.Array, ...] | jax.Array
     values: tuple[jax.Array, ...] | jax.Array
     start: jax.Array  # [B] int32: the first slot holding a real token of each row
     index: jax.Array  # [] int32: the next slot to write
     # Per Gated DeltaNet layer (Qwen3.5's linear_attention layers): its convolution window and state
-    # matrix, whose size does not grow with the row.
+    # matrix, whose size does not grow with the row (scanned: per such layer of a group, stacked [G, ...]).
     linear: tuple[GDNState, ...] = ()
 
     @classmethod
@@ -244,9 +245,18 @@ class KVCache:
         start = jnp.zeros((batch,), jnp.int32) if start is None else jnp.asarray(start, jnp.int32)
         attention_layers = config.mixers.count("full_attention")
         linear = tuple(GDNState.init(config, batch) for _ in range(config.num_layers - attention_layers))
-        if config.scan_layers:
+        period = config.layer_period
+        if config.scan_layers and period == 1:
             zeros = lambda: shard_activation(jnp.zeros((config.num_layers, *shape), config.jnp_dtype), ("layers", *KV_CACHE_AXES))
-            keys, values = zeros(), zeros()
+            keys, values = (zeros(), zeros()) if attention_layers else ((), ())
+            linear = () if attention_layers else (_stack_states(linear),)
+        elif config.scan_layers:  # per layer of a group, its G layers' caches stacked
+            groups = config.num_layers // period
+            group_mixers = config.mixers[:period]
+            zeros = lambda: shard_activation(jnp.zeros((groups, *shape), config.jnp_dtype), ("layers", *KV_CACHE_AXES))
+            keys = tuple(zeros() for mixer in group_mixers if mixer == "full_attention")
+            values = tuple(zeros() for mixer in group_mixers if mixer == "full_attention")
+            linear = tuple(_stack_states(linear[:groups]) for mixer in group_mixers if mixer == "linear_attention")
         else:
             zeros = lambda: shard_activation(jnp.zeros(shape, config.jnp_dtype), KV_CACHE_AXES)
             keys = tuple(zeros() for _ in range(attention_layers))
@@ -255,12 +265,32 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.keys[0].shape[2]  # the first attention layer's [B, K, S, H], stacked or not
+        keys = self.keys if isinstance(self.keys, jax.Array) else self.keys[0]
+        return keys.shape[-2]  # the first attention layer's [..., K, S, H], stacked or not
 
     @property
     def lengths(self) -> jax.Array:
         """[B] tokens held per row (padding excluded)."""
         return self.index - self.start
+
+
+def _stack_states(states: Sequence[GDNState]) -> GDNState:
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+class LayerGroup(nnx.Module):
+    """`layer_period` consecutive Blocks of a hybrid model (Qwen3.5: three Gated DeltaNet layers and
+    an attention layer): what its scanned layers stack, so every scan step runs one whole period."""
+
+    def __init__(self, blocks: Sequence[Block]):
+        self.blocks = nnx.List(blocks)
+
+    def forward(self, x, positions, mask, inv_freq):
+        total = None
+        for block in self.blocks:
+            x, stats = block.forward(x, positions, mask, inv_freq)
+            total = stats if total is None else total + stats
+        return x, total
 
 
 _REMAT = {
@@ -295,9 +325,17 @@ class Transformer(nnx.Module):
         self.config = config
         self.embed = Embed(config, rngs=rngs)
         blocks = [Block(config, rngs=rngs, mixer=mixer) for mixer in config.mixers]
-        # Scanned: one Block of stacked [L, ...] variables (paths "layers.attn.q_proj.kernel"); else a
-        # list of Blocks ("layers.3.attn.q_proj.kernel").
-        self.layers = stack_layers(blocks) if config.scan_layers else nnx.List(blocks)
+        # Scanned: one Block of stacked [L, ...] variables (paths "layers.attn.q_proj.kernel"), or for
+        # a hybrid model one LayerGroup of stacked [G, ...] variables, G = L / layer_period
+        # ("layers.blocks.3.attn.q_proj.kernel": slice g is layer g * period + 3); else a list of
+        # Blocks ("layers.3.attn.q_proj.kernel").
+        period = config.layer_period
+        if not config.scan_layers:
+            self.layers = nnx.List(blocks)
+        elif period == 1:
+            self.layers = stack_layers(blocks)
+        else:
+            self.layers = stack_layers([LayerGroup(blocks[g:g + period]) for g in range(0, config.num_layers, period)])
         self.final_norm = RMSNorm(config.embed_dim, config=config)
         if not config.tie_embeddings:
             self.lm_head = Dense((config.embed_dim,), (config.vocab_size,), ("embed", "vocab"), config=config, rngs=rngs)
@@ -383,33 +421,46 @@ class Transformer(nnx.Module):
         mask = Mask.cache(cache.start, cache.index, t, cache.max_len) if len(cache.keys) else None
         inv_freq = rope_frequencies(self.config)
 
+        docs = (slots_t[None, :] >= cache.start[:, None]).astype(jnp.int32)  # 1: a real token, 0: left padding
         x = shard_activation(self.embed(tokens), ("act_batch", "act_length", "act_embed"))
-        if self.config.scan_layers:
+        extend_blocks = lambda blocks, x, keys, values, linear: _extend_blocks(
+            blocks, x, keys, values, linear, positions=positions, mask=mask, inv_freq=inv_freq, index=cache.index, docs=docs)
+        if not self.config.scan_layers:
+            x, keys, values, linear = extend_blocks(self.layers, x, cache.keys, cache.values, cache.linear)
+        else:
+            # One scan step per stacked unit: a Block (its cache one slice of [L, ...]) or a LayerGroup
+            # (its layers' caches, one slice of each [G, ...]).
             graphdef, stacked = nnx.split(self.layers)
+            grouped = self.config.layer_period > 1
+            as_tuple = lambda arrays: arrays if grouped or not isinstance(arrays, jax.Array) else (arrays,)
 
             def layer_step(x, layer):
-                layer_state, cache_k, cache_v = layer
-                block = nnx.merge(graphdef, layer_state)
-                x, (cache_k, cache_v) = block.extend(x, positions, mask, inv_freq, (cache_k, cache_v), cache.index, None)
-                return x, (cache_k, cache_v)
+                layer_state, keys, values, linear = layer
+                unit = nnx.merge(graphdef, layer_state)
+                x, keys, values, linear = extend_blocks(unit.blocks if grouped else [unit], x, keys, values, linear)
+                return x, (keys, values, linear)
 
-            x, (keys, values) = jax.lax.scan(layer_step, x, (stacked, cache.keys, cache.values))
-            linear = cache.linear
-        else:
-            docs = (slots_t[None, :] >= cache.start[:, None]).astype(jnp.int32)  # 1: a real token, 0: left padding
-            attention_caches, linear_states = iter(zip(cache.keys, cache.values)), iter(cache.linear)
-            keys, values, linear = [], [], []
-            for block in self.layers:
-                layer_cache = next(linear_states) if block.is_linear else next(attention_caches)
-                x, layer_cache = block.extend(x, positions, mask, inv_freq, layer_cache, cache.index, docs)
-                if block.is_linear:
-                    linear.append(layer_cache)
-                else:
-                    keys.append(layer_cache[0])
-                    values.append(layer_cache[1])
-            keys, values, linear = tuple(keys), tuple(values), tuple(linear)
+            x, (keys, values, linear) = jax.lax.scan(layer_step, x, (stacked, as_tuple(cache.keys), as_tuple(cache.values), cache.linear))
+            if not grouped and isinstance(cache.keys, jax.Array):
+                keys, values = keys[0], values[0]
         new_cache = KVCache(keys=keys, values=values, start=cache.start, index=cache.index + t, linear=linear)
         return self.logits(x[:, -1:] if last_only else x), new_cache
+
+
+def _extend_blocks(blocks, x, keys, values, linear, **inputs) -> tuple[jax.Array, tuple, tuple, tuple]:
+    """Blocks in order over a chunk of new tokens, each with its cache: attention layers take the next
+    of `keys`/`values`, Gated DeltaNet layers the next of `linear`. Returns x and the new caches."""
+    attention_caches, linear_states = iter(zip(keys, values)), iter(linear)
+    keys, values, linear = [], [], []
+    for block in blocks:
+        layer_cache = next(linear_states) if block.is_linear else next(attention_caches)
+        x, layer_cache = block.extend(x, layer_cache=layer_cache, **inputs)
+        if block.is_linear:
+            linear.append(layer_cache)
+        else:
+            keys.append(layer_cache[0])
+            values.append(layer_cache[1])
+    return x, tuple(keys), tuple(values), tuple(linear)
 
 
 def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:

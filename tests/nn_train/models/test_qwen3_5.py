@@ -185,11 +185,47 @@ def test_published_sizes():
 
 
 def test_bad_hybrid_configs_are_named():
-    with pytest.raises(ValueError, match="scan_layers=True needs every layer alike"):
-        get_config("qwen3_5_tiny", scan_layers=True)
     with pytest.raises(ValueError, match="layer_types has 3 entries for num_layers=4"):
         get_config("qwen3_5_tiny", layer_types=("linear_attention",) * 3)
     with pytest.raises(ValueError, match=r"layer_types \['sliding_attention'\] are not among"):
         get_config("qwen3_5_tiny", layer_types=("sliding_attention",) * 4)
     with pytest.raises(ValueError, match=r"linear_num_value_heads \(3\) must be a multiple of linear_num_key_heads \(2\)"):
         get_config("qwen3_5_tiny", linear_num_value_heads=3)
+
+
+def test_scanned_hybrid_layers_are_the_loop_loaded_decoded_exported_and_adapted_alike(hf_checkpoints, tmp_path):
+    from safetensors.numpy import load_file
+
+    from nn_train.models.lora import LoRAConfig, apply_lora, export_peft
+
+    hf_model, directory = hf_checkpoints("qwen3_5_gqa2_untied")
+    config = load_hf_model(directory).config.replace(num_layers=8, layer_types=tuple(get_config("qwen3_5_tiny").mixers * 2))
+    loop, scanned = create_model(config.replace(scan_layers=False), seed=5), create_model(config.replace(scan_layers=True), seed=5)
+    assert scanned.layers.blocks[0].linear_attn.conv.get_value().shape == (2, 4, 96)  # [G, K, C]: 2 groups of 4 layers
+    tokens = random_tokens(batch=2, length=70, seed=7)
+    np.testing.assert_allclose(forward(scanned, tokens), forward(loop, tokens), atol=1e-5)
+    extend = nnx.jit(lambda m, t, c: m.extend(t, c))
+    caches = {}
+    for name, model in (("loop", loop), ("scanned", scanned)):
+        logits, cache = extend(model, jnp.asarray(tokens[:, :66]), KVCache.init(model.config, 2, 70, np.array([0, 3])))
+        step, _ = extend(model, jnp.asarray(tokens[:, 66:67]), cache)
+        caches[name] = (np.asarray(logits[:, -1]), np.asarray(step[:, 0]))
+    for a, b in zip(caches["loop"], caches["scanned"]):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    from nn_train.models.hf_checkpoint import export_hf_model
+
+    export_hf_model(scanned, tmp_path / "scanned")
+    export_hf_model(loop, tmp_path / "loop")
+    a, b = load_file(tmp_path / "scanned" / "model.safetensors"), load_file(tmp_path / "loop" / "model.safetensors")
+    assert sorted(a) == sorted(b) and "model.layers.6.linear_attn.conv1d.weight" in a
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    lora = LoRAConfig(rank=2, alpha=4)
+    for model in (loop, scanned):
+        apply_lora(model, lora, rngs=nnx.Rngs(3))
+    peft = {name: load_file(tmp_path / name / "adapter_model.safetensors")
+            for name, model in (("loop_peft", loop), ("scanned_peft", scanned)) if export_peft(model, tmp_path / name, lora)}
+    assert sorted(peft["loop_peft"]) == sorted(peft["scanned_peft"])
+    assert "base_model.model.model.layers.6.linear_attn.in_proj_qkv.lora_A.weight" in peft["loop_peft"]
+    for key, value in peft["loop_peft"].items():
+        np.testing.assert_array_equal(value, peft["scanned_peft"][key], err_msg=key)
