@@ -59,6 +59,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m nn_train.pipeline_benchmark --preset=qwen3_tiny --seq_len=512 --batch=8
 	$(PY) -m eval.benchmark --preset=qwen3_small --batch=8 --prompt_len=64 --new_tokens=64
 	$(PY) -m nn_train.models.moe_benchmark --experts=16 --top_k=2 --embed_dim=256 --expert_mlp_dim=256 --tokens=2048
+	$(PY) -m nn_train.models.gdn_benchmark --heads=8 --key_dim=64 --value_dim=64 --batch=2 --lengths=512,2048
 
 # On a GPU or TPU host: MFU of full fine-tuning (qwen3_1p7b shape, bf16, 2,048-token rows) and of
 # LoRA r32 (qwen3_8b shape, 4,096), decode tokens/s against the HBM roofline, the long-row

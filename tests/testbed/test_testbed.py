@@ -291,6 +291,7 @@ def test_a_setting_added_later_at_its_default_does_not_invalidate_a_stage(tmp_pa
         stages._check_stage(tmp_path, "base", settings)
 
 
+@pytest.mark.slow  # 95 s on 2 cores: the largest single test; the miniature covers every stage's wiring
 def test_gpu_twin_runs_unchanged_at_toy_size(tmp_path):
     """configs/testbed/gpu.py's model, dtype and stages, only the sizes shrunk: what a device run will execute."""
     config = _load_preset("gpu").get_config("toy")
