@@ -1,15 +1,17 @@
-"""The decoder-only transformer (Flax NNX) behind every family: Qwen3, Qwen3-MoE and Llama 3.
+"""The decoder-only transformer (Flax NNX) behind every family: Qwen3, Qwen3-MoE, Qwen3.5 and Llama 3.
 
     model = Transformer(config, rngs=nnx.Rngs(0))
     logits = model(tokens, positions=positions, segment_ids=segment_ids)   # [B, T, V] float32
 
 Numerics follow the Hugging Face implementations exactly (RMSNorm in float32, rotate-half RoPE
 with optional Llama 3 frequency scaling, SwiGLU MLP, grouped-query attention, per-head q/k
-RMSNorm for Qwen3), so a converted checkpoint gives the same logits.
+RMSNorm for Qwen3; for Qwen3.5 zero-centred norms, partial RoPE, an attention output gate and
+Gated DeltaNet layers), so a converted checkpoint gives the same logits. Each layer's token mixer
+is attention or Gated DeltaNet (config.layer_types, nn_train.models.gated_deltanet).
 
 Packed sequences: `segment_ids` [B, T] label the documents packed into a row (0 = padding) and
 `positions` [B, T] restart at 0 in each; attention is causal within a segment and never crosses
-a segment boundary.
+a segment boundary (nor does a Gated DeltaNet layer's state).
 
 Every parameter carries logical axis names (Variable metadata `logical_axes`) and the model
 constrains key activations with logical names; nn_train.sharding maps both onto the mesh.
