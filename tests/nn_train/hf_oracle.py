@@ -87,6 +87,23 @@ def hf_logits(model, tokens: np.ndarray) -> np.ndarray:
         return model(torch.as_tensor(tokens)).logits.float().numpy()
 
 
+def assert_greedy_generation_matches(hf_model, ours, prompts, new_tokens: int = 8) -> None:
+    """Our sampler's greedy continuation of each prompt (rows of different lengths, left-padded
+    together) equals transformers' generate() of that prompt alone, token for token."""
+    import torch
+    from eval.sampler import Sampler
+    from eval.types import SamplingParams
+
+    generated = Sampler(ours, None, stop_tokens=(), batch_size=4).generate_tokens(
+        prompts, SamplingParams(samples=1, temperature=0.0, max_new_tokens=new_tokens))
+    for prompt, tokens in zip(prompts, generated):
+        with torch.no_grad():
+            out = hf_model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                    do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                    eos_token_id=None, pad_token_id=0)
+        assert tokens == out[0, len(prompt):].tolist()
+
+
 def random_tokens(batch: int = 2, length: int = 40, seed: int = 0) -> np.ndarray:
     return np.random.RandomState(seed).randint(0, VOCAB, (batch, length)).astype(np.int32)
 

@@ -13,7 +13,7 @@ from flax import nnx
 from nn_train.models import config_from_hf, create_model, get_config
 from nn_train.models.hf_checkpoint import export_hf_model, load_hf_model
 from nn_train.sharding import make_mesh
-from tests.nn_train.hf_oracle import forward, hf_logits, random_tokens
+from tests.nn_train.hf_oracle import assert_greedy_generation_matches, forward, hf_logits, random_tokens
 
 CASE = "qwen3_moe_8x2_gqa2_untied"
 
@@ -75,20 +75,11 @@ def test_scanned_layers_load_the_same_checkpoint_and_export_it_unchanged(hf_chec
 
 
 def test_greedy_generation_matches_transformers_token_for_token(hf_checkpoints):
-    torch = pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
-    from eval.sampler import Sampler
-    from eval.types import SamplingParams
-
+    pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
     hf_model, directory = hf_checkpoints(CASE)
     prompts = [list(p) for p in random_tokens(batch=2, length=9, seed=4)]
     prompts[1] = prompts[1][:5]  # rows of different lengths: the sampler left-pads
-    ours = Sampler(load_hf_model(directory), None, stop_tokens=(), batch_size=4).generate_tokens(
-        prompts, SamplingParams(samples=1, temperature=0.0, max_new_tokens=8))
-    for prompt, tokens in zip(prompts, ours):
-        with torch.no_grad():
-            out = hf_model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                                    do_sample=False, max_new_tokens=8, min_new_tokens=8, eos_token_id=None, pad_token_id=0)
-        assert tokens == out[0, len(prompt):].tolist()
+    assert_greedy_generation_matches(hf_model, load_hf_model(directory), prompts)
 
 
 @pytest.mark.parametrize("dispatch", ["ragged", "blocked", "dense"])

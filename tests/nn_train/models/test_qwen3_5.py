@@ -18,7 +18,7 @@ from nn_train.models import gated_deltanet as gdn
 from nn_train.models.hf_checkpoint import load_hf_model
 from nn_train.models.transformer import KVCache
 from nn_train.sharding import make_mesh
-from tests.nn_train.hf_oracle import forward, hf_logits, random_tokens
+from tests.nn_train.hf_oracle import assert_greedy_generation_matches, forward, hf_logits, random_tokens
 
 CASES = ("qwen3_5_gqa2_untied", "qwen3_5_moe_8x2_gqa4_tied")
 
@@ -99,20 +99,11 @@ def test_decoding_with_the_cache_equals_the_full_forward():
 
 @pytest.mark.parametrize("case", CASES)
 def test_greedy_generation_matches_transformers_token_for_token(hf_checkpoints, case):
-    torch = pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
-    from eval.sampler import Sampler
-    from eval.types import SamplingParams
-
+    pytest.importorskip("torch", reason="torch (requirements-dev.txt) is the Hugging Face parity oracle")
     hf_model, directory = hf_checkpoints(case)
     prompts = [list(p) for p in random_tokens(batch=2, length=70, seed=6)]  # a prefill over two chunks
     prompts[1] = prompts[1][:9]  # rows of different lengths: the sampler left-pads
-    ours = Sampler(load_hf_model(directory), None, stop_tokens=(), batch_size=4).generate_tokens(
-        prompts, SamplingParams(samples=1, temperature=0.0, max_new_tokens=8))
-    for prompt, tokens in zip(prompts, ours):
-        with torch.no_grad():
-            out = hf_model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                                    do_sample=False, max_new_tokens=8, min_new_tokens=8, eos_token_id=None, pad_token_id=0)
-        assert tokens == out[0, len(prompt):].tolist()
+    assert_greedy_generation_matches(hf_model, load_hf_model(directory), prompts)
 
 
 def test_a_hub_vision_language_checkpoint_loads_its_text_model(hf_checkpoints, tmp_path):
